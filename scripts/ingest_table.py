@@ -1,0 +1,8 @@
+from hdank.adapter import run
+from hdank.ingest import ingest_file
+
+run(snakemake, ingest_file,
+    raw=snakemake.input.raw, table=snakemake.wildcards.table,
+    codelists_dir=snakemake.params.codelists, parent=(snakemake.input.parent or [None])[0],
+    typed_out=snakemake.output.typed, quarantine_out=snakemake.output.quarantine,
+    counts_out=snakemake.output.counts)

@@ -1,0 +1,24 @@
+rule build_cohort:
+    """Cohort, extended cohort (late HD-ANK starters) and attrition (protocol 3)."""
+    input:
+        **{table: f"results/typed/{table}.parquet" for table in TABLES},
+        codelists=codelist_files(),
+        code=lib("covariates", "codelists", "cohort", "adapter"),
+    output:
+        cohort="results/cohort/cohort.parquet",
+        extended="results/cohort/extended.parquet",
+        attrition="results/cohort/attrition.parquet",
+        status="results/cohort/admission_status.parquet",
+    params:
+        study=config["study"],
+        tables=list(TABLES),
+        codelists=CODELISTS,
+    log:
+        "logs/build_cohort.log",
+    benchmark:
+        "results/benchmarks/build_cohort.tsv"
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../../scripts/build_cohort.py"

@@ -1,0 +1,40 @@
+rule ingest_table:
+    """Typed parquet of one raw table, its quarantined rows and counts (protocol 2)."""
+    input:
+        raw=lambda w: raw_extract(w.table),
+        parent=parent_typed,
+        codelists=codelist_files(),
+        code=lib("contract", "codelists", "ingest", "adapter"),
+    output:
+        typed="results/typed/{table}.parquet",
+        quarantine="results/typed/quarantine/{table}.parquet",
+        counts="results/typed/counts/{table}.json",
+    wildcard_constraints:
+        table="|".join(TABLES),
+    params:
+        codelists=CODELISTS,
+    log:
+        "logs/ingest_table/{table}.log",
+    benchmark:
+        "results/benchmarks/ingest_table/{table}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../scripts/ingest_table.py"
+
+
+rule summarise_ingest:
+    """Counts per table and reason, in one file for the report."""
+    input:
+        counts=expand("results/typed/counts/{table}.json", table=TABLES),
+        code=lib("ingest_summary"),
+    output:
+        "results/typed/ingest_summary.json",
+    log:
+        "logs/summarise_ingest.log",
+    benchmark:
+        "results/benchmarks/summarise_ingest.tsv"
+    localrule: True
+    script:
+        "../../scripts/summarise_ingest.py"
