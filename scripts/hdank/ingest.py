@@ -98,7 +98,7 @@ def read_extract(path: str | Path, spec: Table) -> tuple[pd.DataFrame, list[str]
         header = table.column_names
         _check_header(path, header, spec)
         table = table.select(spec.names)
-        df = pd.DataFrame({name: _as_text(table.column(name)) for name in spec.names})
+        df = pd.DataFrame({c.name: _as_text(table.column(c.name), c.kind) for c in spec.columns})
         df.insert(0, "row", np.arange(1, len(df) + 1, dtype=np.int64))
     else:
         header = _csv_header(path, spec)
@@ -171,13 +171,12 @@ def _first_non_utf8_line(path: Path) -> int | None:
     return None
 
 
-def _as_text(column: pyarrow.ChunkedArray) -> pd.Series:
-    if pyarrow.types.is_timestamp(column.type):
-        import pyarrow.compute as pc
-        column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
-    elif pyarrow.types.is_date(column.type):
-        import pyarrow.compute as pc
-        column = pc.strftime(column, format="%Y-%m-%d")
+def _as_text(column: pyarrow.ChunkedArray, kind: str) -> pd.Series:
+    """Text form of a Parquet column, as a CSV export would write it."""
+    import pyarrow.compute as pc
+
+    if pyarrow.types.is_timestamp(column.type) or pyarrow.types.is_date(column.type):
+        column = pc.strftime(column, format="%Y-%m-%d" if kind == "date" else "%Y-%m-%dT%H:%M:%S")
     return column.cast(pyarrow.string()).to_pandas(types_mapper={pyarrow.string(): pd.StringDtype()}.get)
 
 
