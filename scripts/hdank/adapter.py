@@ -19,9 +19,10 @@ class StudyError(Exception):
 def user_errors() -> tuple[type[Exception], ...]:
     from hdank.codelists import CodeListError
     from hdank.ingest import ContractError
+    from hdank.propensity import PropensityModelError
     from hdank.settings import ConfigError
 
-    return (ContractError, ConfigError, CodeListError, StudyError)
+    return (ContractError, ConfigError, CodeListError, PropensityModelError, StudyError)
 
 
 def run(snakemake, fn: Callable, **kwargs) -> None:

@@ -292,13 +292,16 @@ READ_COLUMNS = {
 
 def read_typed(paths: dict[str, str]) -> dict[str, pd.DataFrame]:
     """Read the typed tables with only the columns the cohort needs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     tables = {}
     for name, path in paths.items():
-        df = pd.read_parquet(path, columns=READ_COLUMNS[name])
-        for col in df.columns:
-            if isinstance(df[col].dtype, pd.CategoricalDtype):
-                df[col] = df[col].astype("string")
-        tables[name] = df
+        table = pq.read_table(path, columns=READ_COLUMNS[name])
+        fields = [pa.field(f.name, pa.timestamp("s")) if pa.types.is_date(f.type)
+                  else pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                  for f in table.schema]
+        tables[name] = table.cast(pa.schema(fields)).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
     return tables
 
 
