@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hdank.errors import UserError
+
 FILES = ("icd10", "loinc", "units", "atc", "support", "pcr_results")
 
 
-class CodeListError(ValueError):
+class CodeListError(UserError, ValueError):
     """A code-list file is missing or malformed."""
 
 

@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from hdank.codelists import CodeLists
+from hdank.errors import UserError
 from hdank.contract import CONTRACT, Table
 
 #: Quarantine reasons, in the order they are tested (a row gets the first that applies).
@@ -63,7 +64,7 @@ PLAUSIBLE = {"height_cm": (30.0, 260.0), "weight_kg": (2.0, 400.0)}
 MAX_AGE_YEARS = 120
 
 
-class ContractError(Exception):
+class ContractError(UserError):
     """The extract cannot be read as the contract says; the run must stop."""
 
 

@@ -34,11 +34,13 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.special import expit
 
+from hdank.errors import UserError
+
 MISSING_MODES = ("indicator", "complete_case")
 ROLES = {"cov_num_": "num", "cov_bin_": "bin", "cov_cat_": "cat"}
 
 
-class PropensityModelError(ValueError):
+class PropensityModelError(UserError, ValueError):
     """The propensity model cannot be fitted as specified."""
 
 

@@ -15,11 +15,12 @@ import jsonschema
 import yaml
 
 from hdank.covariates import COVARIATES
+from hdank.errors import UserError
 
 SYNTHETIC_DIR = "results/synthetic/extracts"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The configuration is invalid; the message names the key."""
 
 

@@ -3,7 +3,7 @@ rule build_cohort:
     input:
         **{table: f"results/typed/{table}.parquet" for table in TABLES},
         codelists=codelist_files(),
-        code=lib("covariates", "codelists", "cohort", "adapter"),
+        code=lib("covariates", "codelists", "cohort"),
     output:
         cohort="results/cohort/cohort.parquet",
         extended="results/cohort/extended.parquet",

@@ -22,7 +22,7 @@ CODELISTS = config["codelists"]
 
 def lib(*modules):
     """Library modules a rule runs: declared as inputs so that editing them reruns it."""
-    return [f"{LIB}/{module}.py" for module in ("__init__", "io") + modules]
+    return [f"{LIB}/{module}.py" for module in ("__init__", "io", "errors") + modules]
 
 
 def codelist_files():
@@ -47,7 +47,7 @@ def final_outputs():
     return [
         "results/typed/ingest_summary.json",
         "results/cohort/cohort.parquet",
-
-
-
+        "results/match/diagnostics.json",
+        "results/survival/estimates.parquet",
+        "results/report/report.html",
     ]

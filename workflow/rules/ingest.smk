@@ -4,7 +4,7 @@ rule ingest_table:
         raw=lambda w: raw_extract(w.table),
         parent=parent_typed,
         codelists=codelist_files(),
-        code=lib("contract", "codelists", "ingest", "adapter"),
+        code=lib("contract", "codelists", "ingest"),
     output:
         typed="results/typed/{table}.parquet",
         quarantine="results/typed/quarantine/{table}.parquet",

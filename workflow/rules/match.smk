@@ -1,4 +1,4 @@
-MATCH_CODE = lib("propensity", "matching", "balance", "match_stage", "adapter")
+MATCH_CODE = lib("propensity", "matching", "balance", "match_stage")
 
 
 def match_params(missing):
