@@ -22,7 +22,7 @@ CODELISTS = config["codelists"]
 
 def lib(*modules):
     """Library modules a rule runs: declared as inputs so that editing them reruns it."""
-    return [f"{LIB}/{module}.py" for module in ("__init__", "io", "errors") + modules]
+    return [f"{LIB}/{module}.py" for module in ("__init__", "io", "errors", "adapter") + modules]
 
 
 def codelist_files():

@@ -20,7 +20,7 @@ rule render_report:
         raw=[raw_extract(table) for table in TABLES],
         recovery=[RECOVERY] if Path(RECOVERY).exists() else [],
         templates=sorted(str(p) for p in Path("workflow/templates").glob("*")),
-        code=lib("disclosure", "plots", "table_one", "provenance", "report"),
+        code=lib("covariates", "codelists", "cohort", "disclosure", "plots", "table_one", "provenance", "report"),
     output:
         html="results/report/report.html",
         tables=directory("results/report/tables"),

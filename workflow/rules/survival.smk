@@ -45,7 +45,7 @@ rule estimate_survival:
     """One survival analysis (protocol 4.5-4.6): its estimate row, KM steps and PH test."""
     input:
         unpack(analysis_inputs),
-        code=lib("covariates", "km", "logrank", "cox", "phtest", "ccw", "evalue", "analyses"),
+        code=lib("propensity", "km", "logrank", "cox", "phtest", "ccw", "evalue", "analyses", "survival_stage"),
     output:
         estimate="results/survival/analyses/{analysis}/estimate.parquet",
         km="results/survival/analyses/{analysis}/km.parquet",
