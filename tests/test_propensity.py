@@ -173,3 +173,16 @@ def test_single_level_categorical_is_dropped_with_a_warning():
     assert list(m.coef_.index) == ["const", "cov_num_a"]
     assert m.warnings_ == ["cov_cat_site: a single level ('A') among the rows used; "
                            "dropped from the propensity model"]
+
+
+def test_log_transform_enters_the_log_and_rejects_non_positive_values():
+    from hdank.propensity import design_matrix, learn_design
+
+    df = pd.DataFrame({"cov_num_crp": [1.0, np.e, np.nan, np.e**2], "treated": [0, 1, 0, 1]})
+    spec = learn_design(df, ["cov_num_crp"], log=["cov_num_crp"])
+    x = design_matrix(df, spec)
+    assert x["cov_num_crp"].tolist() == pytest.approx([0.0, 1.0, 1.0, 2.0])  # median of logs imputed
+    assert x["cov_num_crp_missing"].tolist() == [0, 0, 1, 0]
+    df.loc[0, "cov_num_crp"] = 0.0
+    with pytest.raises(PropensityModelError, match=r"log-transformed .* values <= 0 in rows \[0\]"):
+        learn_design(df, ["cov_num_crp"], log=["cov_num_crp"])

@@ -86,7 +86,8 @@ def run_matching(cohort: pd.DataFrame, propensity_cfg: dict, matching_cfg: dict,
     truncate = (weights_cfg or {}).get("truncate_percentiles", [1, 99])
     bcfg = {"smd_threshold": 0.1, "min_share_treated_matched": 0.8, **(balance_cfg or {})}
 
-    model = PropensityModel(covariates, missing=missing).fit(cohort)
+    model = PropensityModel(covariates, missing=missing,
+                            log_transform=propensity_cfg.get("log_transform", ())).fit(cohort)
     used = model.rows_.to_numpy()
     positions = np.flatnonzero(used)
     treated_all = cohort["treated"].to_numpy().astype(np.int8)

@@ -60,8 +60,12 @@ def covariate_role(name: str) -> str:
     raise PropensityModelError(f"covariate {name!r} has no known role prefix {tuple(ROLES)}")
 
 
-def _as_float(df: pd.DataFrame, name: str, role: str) -> pd.Series:
-    """Numeric or 0/1 covariate as float with NaN for missing; errors name the bad rows."""
+def _as_float(df: pd.DataFrame, name: str, role: str, log: bool = False) -> pd.Series:
+    """Numeric or 0/1 covariate as float with NaN for missing; errors name the bad rows.
+
+    With ``log``, the natural log of the value (for right-skewed labs); values <= 0 are an
+    error naming the rows.
+    """
     try:
         x = pd.to_numeric(df[name], errors="raise").astype("Float64").astype(float)
     except (TypeError, ValueError) as exc:
@@ -71,6 +75,12 @@ def _as_float(df: pd.DataFrame, name: str, role: str) -> pd.Series:
         what = "infinite values" if role == "num" else "values other than 0/1"
         raise PropensityModelError(f"covariate {name!r} has {what} in rows "
                                    f"{list(df.index[bad][:5])}")
+    if log:
+        bad = x <= 0
+        if bad.any():
+            raise PropensityModelError(f"covariate {name!r} is log-transformed (propensity.log_transform) "
+                                       f"but has values <= 0 in rows {list(df.index[bad][:5])}")
+        x = np.log(x)
     return x
 
 
@@ -91,6 +101,7 @@ class DesignSpec:
     columns: list = field(default_factory=list)      # design columns kept, in order
     source: dict = field(default_factory=dict)       # design column -> covariate
     warnings: list = field(default_factory=list)
+    log: list = field(default_factory=list)          # numeric covariates entered as log(x)
 
 
 def complete_rows(df: pd.DataFrame, covariates: list[str]) -> pd.Series:
@@ -110,7 +121,7 @@ def _raw_columns(df: pd.DataFrame, spec: DesignSpec) -> tuple[pd.DataFrame, dict
             x = x.where(~miss, spec.fill.get(name))
             new = {f"{name}[{level}]": (x == level).astype(float) for level in spec.levels[name][1:]}
         else:
-            x = _as_float(df, name, role)
+            x = _as_float(df, name, role, log=name in spec.log)
             miss = x.isna()
             new = {name: x.fillna(spec.fill.get(name, np.nan))}
         if name in spec.indicators:
@@ -121,7 +132,7 @@ def _raw_columns(df: pd.DataFrame, spec: DesignSpec) -> tuple[pd.DataFrame, dict
 
 
 def learn_design(df: pd.DataFrame, covariates: list[str], missing: str = "indicator",
-                 collinearity_tol: float = 1e-7) -> DesignSpec:
+                 collinearity_tol: float = 1e-7, log: tuple[str, ...] | list[str] = ()) -> DesignSpec:
     """Learn imputation values, levels and the kept columns of the design matrix.
 
     Parameters
@@ -132,6 +143,8 @@ def learn_design(df: pd.DataFrame, covariates: list[str], missing: str = "indica
         Covariate columns, with role prefixes.
     missing : {"indicator", "complete_case"}
         Missing-data handling (see module docstring).
+    log : list of str
+        Numeric covariates entered as their natural log (imputed with the median of the log).
     collinearity_tol : float
         A centred, unit-norm column whose residual on the earlier columns has a norm below
         this is treated as a linear combination of them and dropped.
@@ -145,12 +158,13 @@ def learn_design(df: pd.DataFrame, covariates: list[str], missing: str = "indica
     absent = [c for c in covariates if c not in df.columns]
     if absent:
         raise PropensityModelError(f"covariates not in the cohort: {absent}")
-    spec = DesignSpec(covariates=list(covariates), missing=missing)
+    spec = DesignSpec(covariates=list(covariates), missing=missing, log=[c for c in log if c in covariates])
     if missing == "complete_case":
         df = df.loc[complete_rows(df, covariates)]
     for name in covariates:
         role = covariate_role(name)
-        observed = (_as_category(df, name) if role == "cat" else _as_float(df, name, role)).dropna()
+        observed = (_as_category(df, name) if role == "cat"
+                    else _as_float(df, name, role, log=name in spec.log)).dropna()
         if observed.empty:
             spec.warnings.append(f"{name}: no observed value; dropped from the propensity model")
             continue
@@ -236,6 +250,8 @@ class PropensityModel:
         Covariate columns of the cohort (``cov_num_*``, ``cov_bin_*``, ``cov_cat_*``).
     missing : {"indicator", "complete_case"}, default "indicator"
         Median (mode) imputation plus missing indicators, or complete-case.
+    log_transform : sequence of str, default ()
+        Numeric covariates entered as their natural log (right-skewed labs).
     treatment : str, default "treated"
         0/1 treatment column.
     maxiter : int, default 100
@@ -260,10 +276,11 @@ class PropensityModel:
         Dropped columns and their reasons.
     """
 
-    def __init__(self, covariates, missing: str = "indicator", treatment: str = "treated",
+    def __init__(self, covariates, missing: str = "indicator", log_transform=(), treatment: str = "treated",
                  maxiter: int = 100, max_abs_std_coef: float = 10.0, prob_tol: float = 1e-10):
         self.covariates = covariates
         self.missing = missing
+        self.log_transform = log_transform
         self.treatment = treatment
         self.maxiter = maxiter
         self.max_abs_std_coef = max_abs_std_coef
@@ -281,7 +298,7 @@ class PropensityModel:
         if y.size == 0 or y.min() == y.max():
             raise PropensityModelError("the rows used need both treated and control patients "
                                        f"(treated: {int(y.sum())}, control: {int((1 - y).sum())})")
-        self.spec_ = learn_design(used, list(self.covariates), self.missing)
+        self.spec_ = learn_design(used, list(self.covariates), self.missing, log=self.log_transform)
         self.warnings_ = list(self.spec_.warnings)
         x = design_matrix(used, self.spec_)
         culprits = _separating_columns(x, y)

@@ -76,6 +76,9 @@ def check_consistency(config: dict) -> None:
     if unknown:
         problems.append(f"config key 'propensity.covariates': unknown covariate(s) {', '.join(unknown)}; "
                         f"known: {', '.join(COVARIATES)}")
+    stray = [c for c in config["propensity"]["log_transform"] if c not in config["propensity"]["covariates"]]
+    if stray:
+        problems.append(f"config key 'propensity.log_transform': {', '.join(stray)} not in propensity.covariates")
     lo, hi = config["weights"]["truncate_percentiles"]
     if not lo < hi:
         problems.append(f"config key 'weights.truncate_percentiles': lower {lo} must be below upper {hi}")
