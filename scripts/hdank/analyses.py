@@ -75,7 +75,8 @@ class SurvivalDataError(StudyError, ValueError):
 
 
 # ------------------------------------------------------------------ helpers
-def covariate_design(df: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, dict]:
+def covariate_design(df: pd.DataFrame, covariates: list[str],
+                     log_transform: tuple[str, ...] | list[str] = ()) -> tuple[pd.DataFrame, dict]:
     """Design matrix of the propensity covariates on ``df`` and the term of each column.
 
     Returns
@@ -85,7 +86,7 @@ def covariate_design(df: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFr
     terms : dict
         Covariate -> its design columns (for the per-covariate PH test).
     """
-    spec = learn_design(df, list(covariates), missing="indicator")
+    spec = learn_design(df, list(covariates), missing="indicator", log=log_transform)
     X = design_matrix(df, spec)
     terms: dict[str, list[str]] = {}
     for col in X.columns:
@@ -298,11 +299,12 @@ def unadjusted(cohort: pd.DataFrame, *, horizon: float, at_risk_days: list[float
 
 
 def cohort_multivariable(cohort: pd.DataFrame, *, covariates: list[str], horizon: float,
+                         log_transform: tuple[str, ...] | list[str] = (),
                          at_risk_days: list[float], name: str = "cohort_multivariable"):
     """Whole cohort, Cox adjusted for the propensity covariates (conditional HR)."""
     df = _require(cohort, "cohort", name, ["patient_id", "treated", "time", "event"])
     _check_arms(df, name)
-    Xc, terms = covariate_design(df, covariates)
+    Xc, terms = covariate_design(df, covariates, log_transform)
     X = pd.concat([df[["treated"]].astype(float), Xc], axis=1)
     fit = _fit_cox(X, df)
     row = _empty_row(name, "")
@@ -359,6 +361,7 @@ def overlap(cohort: pd.DataFrame, ps: pd.DataFrame, *, horizon: float,
 
 # ------------------------------------------------------------------ time-zero designs
 def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float,
+             log_transform: tuple[str, ...] | list[str] = (),
              horizon: float, at_risk_days: list[float], name: str = "landmark"):
     """Landmark at T0 + G (see module docstring for the definition)."""
     df = _require(extended, "extended", name,
@@ -370,7 +373,7 @@ def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float
     df["treated"] = ((~np.isnan(start)) & (start <= grace_days)).astype(int)
     df["time"] = df["time"] - grace_days
     _check_arms(df, name)
-    Xc, terms = covariate_design(df, covariates)
+    Xc, terms = covariate_design(df, covariates, log_transform)
     X = pd.concat([df[["treated"]].astype(float), Xc], axis=1)
     fit = _fit_cox(X, df)
     fits = _arm_fits(df)
@@ -392,13 +395,14 @@ def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float
 
 
 def clone_censor_weight_analysis(extended: pd.DataFrame, *, covariates: list[str],
+                                 log_transform: tuple[str, ...] | list[str] = (),
                                  grace_days: float, horizon: float, at_risk_days: list[float],
                                  bootstrap: int = 200, seed: int = 4242,
                                  name: str = "clone_censor_weight"):
     """Clone-censor-weight emulation of the target trial (see :mod:`hdank.ccw`)."""
     df = _require(extended, "extended", name,
                   ["patient_id", "time", "event", "anakinra_start_day"]).reset_index(drop=True)
-    Xc, _ = covariate_design(df, covariates)
+    Xc, _ = covariate_design(df, covariates, log_transform)
     res = clone_censor_weight(df, Xc.to_numpy(float), grace_days, horizon, n_boot=bootstrap,
                               seed=seed)
     est = res["estimate"]
@@ -444,6 +448,7 @@ def _run_unadjusted(s, **k):
 
 def _run_multivariable(s, **k):
     return cohort_multivariable(k["cohort"], covariates=k["covariates"], horizon=k["horizon"],
+                                log_transform=k["log_transform"],
                                 at_risk_days=k["at_risk_days"])
 
 
@@ -457,13 +462,14 @@ def _run_overlap(s, **k):
 
 def _run_landmark(s, **k):
     return landmark(k["extended"], covariates=k["covariates"], grace_days=k["grace_days"],
+                    log_transform=k["log_transform"],
                     horizon=k["horizon"], at_risk_days=k["at_risk_days"])
 
 
 def _run_ccw(s, **k):
     return clone_censor_weight_analysis(
         k["extended"], covariates=k["covariates"], grace_days=k["grace_days"],
-        horizon=k["horizon"], at_risk_days=k["at_risk_days"],
+        log_transform=k["log_transform"], horizon=k["horizon"], at_risk_days=k["at_risk_days"],
         bootstrap=int(s.get("bootstrap", 200)), seed=int(s.get("seed", 4242)))
 
 
@@ -485,8 +491,8 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
                  extended: pd.DataFrame | None = None, matched: pd.DataFrame | None = None,
                  ps: pd.DataFrame | None = None,
                  matched_complete_case: pd.DataFrame | None = None,
-                 covariates: list[str] | None = None, grace_days: float | None = None,
-                 horizon: float = 28.0, at_risk_days: list[float] | None = None,
+                 covariates: list[str] | None = None, log_transform: list[str] | None = None,
+                 grace_days: float | None = None, horizon: float = 28.0, at_risk_days: list[float] | None = None,
                  ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Run one analysis by its config name.
 
@@ -500,6 +506,8 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
         Tables of ``docs/data-model.md``; an analysis ignores those it does not use.
     covariates : list of str, optional
         Propensity covariates (adjusted analyses).
+    log_transform : list of str, optional
+        Covariates entered as their natural log (``propensity.log_transform``).
     grace_days : float, optional
         Grace period G in days (landmark, CCW).
     horizon : float
@@ -523,7 +531,8 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
     row, km, ph = ANALYSES[name](settings or {}, cohort=cohort, extended=extended,
                                  matched=matched, ps=ps,
                                  matched_complete_case=matched_complete_case,
-                                 covariates=list(covariates or []), grace_days=grace_days,
+                                 covariates=list(covariates or []),
+                                 log_transform=list(log_transform or []), grace_days=grace_days,
                                  horizon=float(horizon), at_risk_days=days)
     row = {c: row.get(c, NAN) for c in ESTIMATE_COLUMNS}
     for c in ESTIMATE_COLUMNS:
