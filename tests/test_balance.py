@@ -95,3 +95,12 @@ def test_gate():
     assert low["passed"] is False and low["share_ok"] is False
     assert balance_gate(tab.iloc[:1], 0.8)["passed"] is True       # share >= threshold
     assert balance_gate(tab.assign(smd_after=0.1).iloc[:1], 1.0)["passed"] is False  # |smd| < 0.1
+
+
+def test_gate_ignores_rows_marked_not_gated():
+    table = pd.DataFrame({"covariate": ["cov_num_a", "cov_num_a_missing"], "smd_after": [0.05, 0.4],
+                          "gated": [True, False]})
+    gate = balance_gate(table, 0.9, 0.1, 0.8)
+    assert gate["passed"] and gate["failing_covariates"] == []
+    table["gated"] = True
+    assert balance_gate(table, 0.9, 0.1, 0.8)["failing_covariates"] == ["cov_num_a_missing"]

@@ -59,7 +59,7 @@ class Workflow:
     def planned_jobs(self, *targets: str) -> list[str]:
         """Jobs a dry run schedules, as ``rule`` or ``rule[wildcards]``, sorted."""
         proc = self.snakemake("--dry-run", *targets)
-        return parse_jobs(proc.stdout + proc.stderr)
+        return [job for job in parse_jobs(proc.stdout + proc.stderr) if job != "all"]
 
 
 _JOB = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")

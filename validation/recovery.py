@@ -74,7 +74,8 @@ def one_replicate(args: tuple[int, float, dict]) -> list[dict]:
             est, _, _ = run_analysis(name, {}, **kwargs)
             rows.append({"seed": seed, "true_hr": true_hr, "analysis": name, "hr": est["hr"],
                          "hr_low": est["hr_low"], "hr_high": est["hr_high"], "n": est["n"],
-                         "gate_passed": gate})
+                         "gate_passed": gate, "share_matched": diag["balance_gate"]["share_treated_matched"],
+                         "max_abs_smd": diag["balance_gate"]["max_abs_smd_after"]})
     except Exception as error:  # a failed replicate is counted, never hidden
         rows.append({"seed": seed, "true_hr": true_hr, "analysis": "failed", "error": str(error)[:200]})
     return rows
@@ -125,10 +126,13 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--hr", type=float, nargs="+", default=[0.7, 1.0])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--confounding", type=float, help="override synthetic.confounding")
     parser.add_argument("--truth-admissions", type=int, default=200_000)
     parser.add_argument("--out", default=str(ROOT / "validation" / "recovery_latest.csv"))
     args = parser.parse_args()
     config = load_config()
+    if args.confounding is not None:
+        config["synthetic"]["confounding"] = args.confounding
     started = time.time()
     work = [(seed, hr, config) for hr in args.hr for seed in range(args.first_seed, args.first_seed + args.seeds)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

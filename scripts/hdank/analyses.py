@@ -76,7 +76,8 @@ class SurvivalDataError(StudyError, ValueError):
 
 # ------------------------------------------------------------------ helpers
 def covariate_design(df: pd.DataFrame, covariates: list[str],
-                     log_transform: tuple[str, ...] | list[str] = ()) -> tuple[pd.DataFrame, dict]:
+                     log_transform: tuple[str, ...] | list[str] = (),
+                     min_missing: int = 1) -> tuple[pd.DataFrame, dict]:
     """Design matrix of the propensity covariates on ``df`` and the term of each column.
 
     Returns
@@ -86,7 +87,8 @@ def covariate_design(df: pd.DataFrame, covariates: list[str],
     terms : dict
         Covariate -> its design columns (for the per-covariate PH test).
     """
-    spec = learn_design(df, list(covariates), missing="indicator", log=log_transform)
+    spec = learn_design(df, list(covariates), missing="indicator", log=log_transform,
+                        min_missing=min_missing)
     X = design_matrix(df, spec)
     terms: dict[str, list[str]] = {}
     for col in X.columns:
@@ -299,12 +301,12 @@ def unadjusted(cohort: pd.DataFrame, *, horizon: float, at_risk_days: list[float
 
 
 def cohort_multivariable(cohort: pd.DataFrame, *, covariates: list[str], horizon: float,
-                         log_transform: tuple[str, ...] | list[str] = (),
+                         log_transform: tuple[str, ...] | list[str] = (), min_missing: int = 1,
                          at_risk_days: list[float], name: str = "cohort_multivariable"):
     """Whole cohort, Cox adjusted for the propensity covariates (conditional HR)."""
     df = _require(cohort, "cohort", name, ["patient_id", "treated", "time", "event"])
     _check_arms(df, name)
-    Xc, terms = covariate_design(df, covariates, log_transform)
+    Xc, terms = covariate_design(df, covariates, log_transform, min_missing)
     X = pd.concat([df[["treated"]].astype(float), Xc], axis=1)
     fit = _fit_cox(X, df)
     row = _empty_row(name, "")
@@ -361,7 +363,7 @@ def overlap(cohort: pd.DataFrame, ps: pd.DataFrame, *, horizon: float,
 
 # ------------------------------------------------------------------ time-zero designs
 def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float,
-             log_transform: tuple[str, ...] | list[str] = (),
+             log_transform: tuple[str, ...] | list[str] = (), min_missing: int = 1,
              horizon: float, at_risk_days: list[float], name: str = "landmark"):
     """Landmark at T0 + G (see module docstring for the definition)."""
     df = _require(extended, "extended", name,
@@ -373,7 +375,7 @@ def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float
     df["treated"] = ((~np.isnan(start)) & (start <= grace_days)).astype(int)
     df["time"] = df["time"] - grace_days
     _check_arms(df, name)
-    Xc, terms = covariate_design(df, covariates, log_transform)
+    Xc, terms = covariate_design(df, covariates, log_transform, min_missing)
     X = pd.concat([df[["treated"]].astype(float), Xc], axis=1)
     fit = _fit_cox(X, df)
     fits = _arm_fits(df)
@@ -395,14 +397,14 @@ def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float
 
 
 def clone_censor_weight_analysis(extended: pd.DataFrame, *, covariates: list[str],
-                                 log_transform: tuple[str, ...] | list[str] = (),
+                                 log_transform: tuple[str, ...] | list[str] = (), min_missing: int = 1,
                                  grace_days: float, horizon: float, at_risk_days: list[float],
                                  bootstrap: int = 200, seed: int = 4242,
                                  name: str = "clone_censor_weight"):
     """Clone-censor-weight emulation of the target trial (see :mod:`hdank.ccw`)."""
     df = _require(extended, "extended", name,
                   ["patient_id", "time", "event", "anakinra_start_day"]).reset_index(drop=True)
-    Xc, _ = covariate_design(df, covariates, log_transform)
+    Xc, _ = covariate_design(df, covariates, log_transform, min_missing)
     res = clone_censor_weight(df, Xc.to_numpy(float), grace_days, horizon, n_boot=bootstrap,
                               seed=seed)
     est = res["estimate"]
@@ -448,7 +450,7 @@ def _run_unadjusted(s, **k):
 
 def _run_multivariable(s, **k):
     return cohort_multivariable(k["cohort"], covariates=k["covariates"], horizon=k["horizon"],
-                                log_transform=k["log_transform"],
+                                log_transform=k["log_transform"], min_missing=k["min_missing"],
                                 at_risk_days=k["at_risk_days"])
 
 
@@ -462,14 +464,14 @@ def _run_overlap(s, **k):
 
 def _run_landmark(s, **k):
     return landmark(k["extended"], covariates=k["covariates"], grace_days=k["grace_days"],
-                    log_transform=k["log_transform"],
+                    log_transform=k["log_transform"], min_missing=k["min_missing"],
                     horizon=k["horizon"], at_risk_days=k["at_risk_days"])
 
 
 def _run_ccw(s, **k):
     return clone_censor_weight_analysis(
         k["extended"], covariates=k["covariates"], grace_days=k["grace_days"],
-        log_transform=k["log_transform"], horizon=k["horizon"], at_risk_days=k["at_risk_days"],
+        log_transform=k["log_transform"], min_missing=k["min_missing"], horizon=k["horizon"], at_risk_days=k["at_risk_days"],
         bootstrap=int(s.get("bootstrap", 200)), seed=int(s.get("seed", 4242)))
 
 
@@ -492,6 +494,7 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
                  ps: pd.DataFrame | None = None,
                  matched_complete_case: pd.DataFrame | None = None,
                  covariates: list[str] | None = None, log_transform: list[str] | None = None,
+                 min_missing: int = 1,
                  grace_days: float | None = None, horizon: float = 28.0, at_risk_days: list[float] | None = None,
                  ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Run one analysis by its config name.
@@ -508,6 +511,8 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
         Propensity covariates (adjusted analyses).
     log_transform : list of str, optional
         Covariates entered as their natural log (``propensity.log_transform``).
+    min_missing : int
+        Fewest missing values that earn a covariate a missing indicator.
     grace_days : float, optional
         Grace period G in days (landmark, CCW).
     horizon : float
@@ -532,7 +537,8 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
                                  matched=matched, ps=ps,
                                  matched_complete_case=matched_complete_case,
                                  covariates=list(covariates or []),
-                                 log_transform=list(log_transform or []), grace_days=grace_days,
+                                 log_transform=list(log_transform or []), min_missing=int(min_missing),
+                                 grace_days=grace_days,
                                  horizon=float(horizon), at_risk_days=days)
     row = {c: row.get(c, NAN) for c in ESTIMATE_COLUMNS}
     for c in ESTIMATE_COLUMNS:

@@ -181,6 +181,8 @@ def balance_gate(table: pd.DataFrame, share_treated_matched: float, smd_threshol
                  min_share_treated_matched: float = 0.8) -> dict:
     """Protocol 4.4: every |smd_after| < threshold and enough treated patients matched.
 
+    Rows with ``gated`` False (if the column exists) are reported but not judged.
+
     A NaN ``smd_after`` (e.g. nothing matched) counts as failing.
 
     Returns
@@ -191,6 +193,8 @@ def balance_gate(table: pd.DataFrame, share_treated_matched: float, smd_threshol
         ``share_treated_matched``, ``share_ok``, ``smd_threshold``,
         ``min_share_treated_matched``.
     """
+    if "gated" in table.columns:  # rows reported but not judged (rare missing indicators)
+        table = table[table["gated"]]
     smd_after = table["smd_after"].abs()
     failing = table.loc[~(smd_after < smd_threshold), "covariate"].tolist()
     share_ok = bool(share_treated_matched >= min_share_treated_matched)

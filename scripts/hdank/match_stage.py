@@ -87,7 +87,8 @@ def run_matching(cohort: pd.DataFrame, propensity_cfg: dict, matching_cfg: dict,
     bcfg = {"smd_threshold": 0.1, "min_share_treated_matched": 0.8, **(balance_cfg or {})}
 
     model = PropensityModel(covariates, missing=missing,
-                            log_transform=propensity_cfg.get("log_transform", ())).fit(cohort)
+                            log_transform=propensity_cfg.get("log_transform", ()),
+                            min_missing=propensity_cfg.get("min_missing_for_indicator", 1)).fit(cohort)
     used = model.rows_.to_numpy()
     positions = np.flatnonzero(used)
     treated_all = cohort["treated"].to_numpy().astype(np.int8)
@@ -110,6 +111,10 @@ def run_matching(cohort: pd.DataFrame, propensity_cfg: dict, matching_cfg: dict,
     analysed = cohort.iloc[positions]
     balance_df = balance_table(balance_matrix(analysed, covariates), treated,
                                matcher.weights_, iptw)
+    # the gate judges the covariates and the missing indicators the model could use; an
+    # indicator of rare missingness (fewer than min_missing_for_indicator) is reported only
+    rare = [f"{c}_missing" for c in covariates if c not in model.spec_.indicators]
+    balance_df["gated"] = ~balance_df["covariate"].isin(rare)
     n_treated = int(treated.sum())
     share = matcher.n_treated_matched_ / n_treated
     diagnostics = {

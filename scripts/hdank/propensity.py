@@ -9,7 +9,8 @@ Covariates are named by role (``docs/data-model.md``): ``cov_num_*`` numeric, ``
   is never the reference; the other levels in string order; columns named ``name[level]``;
 * ``missing="indicator"``: a missing value is replaced by the median of the observed values
   (categorical: the most frequent level, ties to the first in sort order) and a column
-  ``<name>_missing`` (1 = missing) is added, only for covariates that have missing values;
+  ``<name>_missing`` (1 = missing) is added, only for covariates with at least ``min_missing``
+  missing values;
   ``missing="complete_case"``: rows with any missing covariate are left out of the model;
 * a column that is constant among the rows used, or an exact linear combination of earlier
   columns (e.g. two missing indicators with the same pattern), is dropped, and the reason
@@ -132,7 +133,8 @@ def _raw_columns(df: pd.DataFrame, spec: DesignSpec) -> tuple[pd.DataFrame, dict
 
 
 def learn_design(df: pd.DataFrame, covariates: list[str], missing: str = "indicator",
-                 collinearity_tol: float = 1e-7, log: tuple[str, ...] | list[str] = ()) -> DesignSpec:
+                 collinearity_tol: float = 1e-7, log: tuple[str, ...] | list[str] = (),
+                 min_missing: int = 1) -> DesignSpec:
     """Learn imputation values, levels and the kept columns of the design matrix.
 
     Parameters
@@ -145,6 +147,10 @@ def learn_design(df: pd.DataFrame, covariates: list[str], missing: str = "indica
         Missing-data handling (see module docstring).
     log : list of str
         Numeric covariates entered as their natural log (imputed with the median of the log).
+    min_missing : int
+        A missing indicator is added only for covariates with at least this many missing
+        values; rarer missingness gets the median only (a handful of patients cannot support
+        a coefficient and makes the fit (quasi-)separate).
     collinearity_tol : float
         A centred, unit-norm column whose residual on the earlier columns has a norm below
         this is treated as a linear combination of them and dropped.
@@ -178,7 +184,7 @@ def learn_design(df: pd.DataFrame, covariates: list[str], missing: str = "indica
                                      "dropped from the propensity model")
         else:
             spec.fill[name] = float(observed.median())
-        if len(observed) < len(df) and missing == "indicator":
+        if len(df) - len(observed) >= max(min_missing, 1) and missing == "indicator":
             spec.indicators.append(name)
     spec.covariates = [c for c in covariates if c in spec.fill]
     raw, spec.source = _raw_columns(df, spec)
@@ -226,9 +232,13 @@ def _separating_columns(x: pd.DataFrame, y: np.ndarray) -> dict[str, str]:
     for col in x.columns:
         v = x[col].to_numpy()
         t, c = v[y == 1], v[y == 0]
-        if not (c.max() <= t.min() or t.max() <= c.min()):
+        binary = set(np.unique(v)) <= {0.0, 1.0}
+        # numeric columns: only strict separation; ties at the boundary (e.g. a nearly constant
+        # dose) are quasi-separation of a few patients, left to the fit (their score goes to 0/1)
+        if not (c.max() <= t.min() or t.max() <= c.min()) or (
+                not binary and not (c.max() < t.min() or t.max() < c.min())):
             continue
-        if set(np.unique(v)) <= {0.0, 1.0}:
+        if binary:
             for value in (1.0, 0.0):
                 arms = y[v == value]
                 if arms.min() == arms.max():
@@ -252,6 +262,8 @@ class PropensityModel:
         Median (mode) imputation plus missing indicators, or complete-case.
     log_transform : sequence of str, default ()
         Numeric covariates entered as their natural log (right-skewed labs).
+    min_missing : int, default 1
+        Fewest missing values that earn a covariate a missing indicator.
     treatment : str, default "treated"
         0/1 treatment column.
     maxiter : int, default 100
@@ -276,11 +288,13 @@ class PropensityModel:
         Dropped columns and their reasons.
     """
 
-    def __init__(self, covariates, missing: str = "indicator", log_transform=(), treatment: str = "treated",
+    def __init__(self, covariates, missing: str = "indicator", log_transform=(), min_missing: int = 1,
+                 treatment: str = "treated",
                  maxiter: int = 100, max_abs_std_coef: float = 10.0, prob_tol: float = 1e-10):
         self.covariates = covariates
         self.missing = missing
         self.log_transform = log_transform
+        self.min_missing = min_missing
         self.treatment = treatment
         self.maxiter = maxiter
         self.max_abs_std_coef = max_abs_std_coef
@@ -298,7 +312,8 @@ class PropensityModel:
         if y.size == 0 or y.min() == y.max():
             raise PropensityModelError("the rows used need both treated and control patients "
                                        f"(treated: {int(y.sum())}, control: {int((1 - y).sum())})")
-        self.spec_ = learn_design(used, list(self.covariates), self.missing, log=self.log_transform)
+        self.spec_ = learn_design(used, list(self.covariates), self.missing, log=self.log_transform,
+                                  min_missing=self.min_missing)
         self.warnings_ = list(self.spec_.warnings)
         x = design_matrix(used, self.spec_)
         culprits = _separating_columns(x, y)
@@ -333,8 +348,13 @@ class PropensityModel:
         eta = exog.to_numpy() @ coef.to_numpy()
         ps = expit(eta)
         huge = list(std_coef.index[~np.isfinite(std_coef) | (std_coef.abs() > self.max_abs_std_coef)])
-        degenerate = bool(((ps < self.prob_tol) | (ps > 1 - self.prob_tol)).any())
-        if huge or degenerate:
+        extreme = (ps < self.prob_tol) | (ps > 1 - self.prob_tol)
+        separated = bool(extreme.all()) or bool(huge)
+        if extreme.any() and not separated:  # like R's glm: a warning, the patients stay unmatched
+            self.warnings_.append(f"{int(extreme.sum())} patient(s) with a propensity score numerically "
+                                  "0 or 1 (quasi-separation); they cannot be matched")
+        if separated:
+            degenerate = bool(extreme.any())
             named = huge or list(std_coef.abs().sort_values(ascending=False).index[:3])
             raise SeparationError(self._message(
                 "quasi-perfect separation in the propensity model" +

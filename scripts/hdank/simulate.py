@@ -12,8 +12,9 @@ with the cohort code but the extract contract and the code lists: each admission
 
 The answer key is then *derived from the rows that were written* (T0, corticosteroid dose,
 baseline labs, end of follow-up, event and time), following the definitions of the data
-model, and checked against the construction, so that a construction error fails loudly here
-rather than as a puzzling mismatch in the cohort tests.
+model, and checked against the construction -- including each admission's first failing
+attrition rule, re-derived from the rows -- so that a construction error fails loudly here
+(``RuntimeError``) rather than as a puzzling mismatch in the cohort tests.
 
 Confounding: a severity score built from the observed baseline covariates (age,
 PaO2/FiO2, CRP, LDH, D-dimer, ferritin, lymphocytes; a missing value counts as average)
@@ -83,7 +84,7 @@ EARLIER_FAILED_PARTNERS = ("niv_after_steroid", "steroid_dose")
 #: Defaults of the ``synthetic`` config section (workflow/schemas/config.schema.yaml).
 DEFAULTS: dict[str, Any] = {
     "seed": 20230919, "n_admissions": 2000, "eligible_share": {"soc": 0.073, "hdank": 0.055},
-    "true_hr": 1.0, "confounding": 1.0, "baseline_risk28": 0.30, "chunk_size": 100_000,
+    "true_hr": 1.0, "confounding": 0.5, "baseline_risk28": 0.30, "chunk_size": 100_000,
     "defect_rates": {"duplicate_row": 0.01, "unit_variant": 0.10, "unknown_unit": 0.002,
                      "unparsable_value": 0.002, "impossible_interval": 0.002, "orphan_key": 0.002},
 }
@@ -120,6 +121,7 @@ class LabSpec:
 
     @property
     def total_sd(self) -> float:
+        """SD of the lab on its scale (latent and own noise)."""
         return math.hypot(self.sd, self.loading)
 
 
@@ -194,59 +196,70 @@ def load_vocab(codelists_dir: str | Path) -> Vocab:
     Vocab
     """
     d = Path(codelists_dir)
-
-    def read(name: str) -> pd.DataFrame:
-        return pd.read_csv(d / f"{name}.csv", dtype=str, keep_default_na=False)
-
-    icd, loinc, units, atc = read("icd10"), read("loinc"), read("units"), read("atc")
-    support, pcr = read("support"), read("pcr_results")
-
-    def codes(table: pd.DataFrame, concept: str) -> tuple[str, ...]:
-        found = tuple(table.loc[table["concept"] == concept, "code"])
-        if not found:
-            raise ValueError(f"code lists in {d}: no code for concept '{concept}'")
-        return found
-
+    icd, loinc, units, atc, support, pcr = (
+        pd.read_csv(d / f"{name}.csv", dtype=str, keep_default_na=False)
+        for name in ("icd10", "loinc", "units", "atc", "support", "pcr_results"))
     prefixes = tuple(c.replace(".", "").upper() for c in icd["code"])
 
-    def unmapped(code: str) -> bool:
+    def unmapped(code: str) -> bool:  # maps to no concept under prefix matching
         return not code.replace(".", "").upper().startswith(prefixes)
 
-    lab_loinc = {c: codes(loinc, c)[0] for c in LAB_NAMES}
-    canonical = {c: loinc.loc[loinc["code"] == lab_loinc[c], "unit"].iloc[0] for c in LAB_NAMES}
+    lab_loinc = {c: _codes(loinc, c, d)[0] for c in LAB_NAMES}
+    canonical, variants, unknown = _lab_units(loinc, units, lab_loinc)
+    steroid_code, steroid_factor = _steroid_codes(atc, d)
+    return Vocab(
+        covid_icd=_codes(icd, "covid19", d),
+        comorbidity_icd={c: _codes(icd, c, d) for c in (*COMORBIDITY, "obesity")},
+        noise_icd=tuple(c for c in NOISE_ICD10 if unmapped(c)),
+        unconfirmed_icd=tuple(c for c in (UNCONFIRMED_COVID_ICD10,) if unmapped(c)),
+        lab_loinc=lab_loinc,
+        pcr_loinc=_codes(loinc, "sars_cov2_pcr", d),
+        pcr_text={"positive": _codes(pcr, "positive", d), "negative": _codes(pcr, "negative", d)},
+        canonical_unit=canonical,
+        unit_variants=variants,
+        unknown_units=unknown,
+        steroid_code=steroid_code,
+        steroid_factor=steroid_factor,
+        anakinra=_codes(atc, "anakinra", d)[0],
+        remdesivir=_codes(atc, "remdesivir", d)[0],
+        immunomodulators=_codes(atc, "other_immunomodulator", d),
+        dose_unit=dict(zip(atc["code"], atc["unit"])),
+        support={c: _codes(support, c, d) for c in ("oxygen", "hfnc", "niv", "invasive")},
+    )
+
+
+def _codes(table: pd.DataFrame, concept: str, where: Path) -> tuple[str, ...]:
+    """Codes of ``concept`` in a code list (error if there are none)."""
+    found = tuple(table.loc[table["concept"] == concept, "code"])
+    if not found:
+        raise ValueError(f"code lists in {where}: no code for concept '{concept}'")
+    return found
+
+
+def _lab_units(loinc: pd.DataFrame, units: pd.DataFrame, lab_loinc: dict[str, str]
+               ) -> tuple[dict[str, str], dict[str, tuple[tuple[str, float], ...]], dict[str, tuple[str, ...]]]:
+    """Canonical unit, convertible variants (unit, factor) and unknown units of each lab."""
+    canonical = {c: loinc.loc[loinc["code"] == code, "unit"].iloc[0] for c, code in lab_loinc.items()}
     variants, unknown = {}, {}
-    for concept in LAB_NAMES:
+    for concept in lab_loinc:
         rows = units[units["concept"] == concept]
         variants[concept] = tuple((u, float(f)) for u, f in zip(rows["unit"], rows["factor"])
                                   if u != canonical[concept])
         known = {u.lower() for u in rows["unit"]}
         unknown[concept] = tuple(u for u in UNKNOWN_UNIT_CANDIDATES if u.lower() not in known) or ("arb.u.",)
-    steroids = atc[atc["concept"] == "corticosteroid"]
-    factor = {c: float(f) for c, f in zip(steroids["code"], steroids["factor"])}
-    steroid_code = {}
+    return canonical, variants, unknown
+
+
+def _steroid_codes(atc: pd.DataFrame, where: Path) -> tuple[dict[int, str], dict[str, float]]:
+    """Corticosteroid code by dexamethasone-equivalent dose (6 / factor), and factor by code."""
+    rows = atc[atc["concept"] == "corticosteroid"]
+    factor = {c: float(f) for c, f in zip(rows["code"], rows["factor"])}
+    by_dose: dict[int, str] = {}
     for code, f in factor.items():
-        steroid_code.setdefault(int(round(6.0 / f)), code)
-    if 6 not in steroid_code:
-        raise ValueError(f"code lists in {d}: no corticosteroid with factor 1 (dexamethasone)")
-    return Vocab(
-        covid_icd=codes(icd, "covid19"),
-        comorbidity_icd={c: codes(icd, c) for c in (*COMORBIDITY, "obesity")},
-        noise_icd=tuple(c for c in NOISE_ICD10 if unmapped(c)),
-        unconfirmed_icd=tuple(c for c in (UNCONFIRMED_COVID_ICD10,) if unmapped(c)),
-        lab_loinc=lab_loinc,
-        pcr_loinc=codes(loinc, "sars_cov2_pcr"),
-        pcr_text={"positive": codes(pcr, "positive"), "negative": codes(pcr, "negative")},
-        canonical_unit=canonical,
-        unit_variants=variants,
-        unknown_units=unknown,
-        steroid_code=steroid_code,
-        steroid_factor=factor,
-        anakinra=codes(atc, "anakinra")[0],
-        remdesivir=codes(atc, "remdesivir")[0],
-        immunomodulators=codes(atc, "other_immunomodulator"),
-        dose_unit=dict(zip(atc["code"], atc["unit"])),
-        support={c: codes(support, c) for c in ("oxygen", "hfnc", "niv", "invasive")},
-    )
+        by_dose.setdefault(int(round(6.0 / f)), code)
+    if 6 not in by_dose:
+        raise ValueError(f"code lists in {where}: no corticosteroid with factor 1 (dexamethasone)")
+    return by_dose, factor
 
 
 # ===================================================================================== study
@@ -309,9 +322,11 @@ class Ctx:
         return lo + (np.asarray(hi, dtype=float) - lo) * self.rng.random(n)
 
     def chance(self, p: Any, n: int) -> np.ndarray:
+        """``n`` independent events of probability ``p``."""
         return self.rng.random(n) < p
 
     def pick(self, options: tuple | list, n: int) -> np.ndarray:
+        """``n`` uniform picks from ``options`` (object array)."""
         return np.asarray(options, dtype=object)[self.rng.integers(0, len(options), n)]
 
 
@@ -417,7 +432,7 @@ def stack_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
         fill = None if text else np.nan
         parts = [f[col].to_numpy() if col in f.columns else np.full(len(f), fill, dtype=object if text else float)
                  for f in frames]
-        out[col] = np.concatenate([p.astype(object) if text else p for p in parts])
+        out[col] = np.concatenate([p.astype(object) if text and p.dtype != object else p for p in parts])
     return pd.DataFrame(out)
 
 
@@ -562,63 +577,75 @@ def _snap_clock(admit: np.ndarray, rel: np.ndarray, lo: float, hi: float, u: np.
     return rel + np.mod(target - np.mod(admit + rel, DAY), DAY)
 
 
-def _steroid_plan(ctx: Ctx, a: pd.DataFrame) -> pd.DataFrame:
-    """Corticosteroid start S, T0 and the regimen of every admission with a T0.
+#: Corticosteroid regimens: drug (by dexamethasone-equivalent mg), share of the standard daily
+#: equivalent per dose, and dosing interval (hours).  ``low_*``, ``split_straddle`` and
+#: ``hydro_partial`` never reach the minimum on a calendar day before T0.
+REGIMENS = {
+    "dex": (6, 1.0, 24), "methylpred": (32, 1.0, 24), "pred": (40, 1.0, 24), "hydro": (160, 0.3125, 6),
+    "split_same_day": (6, 0.5, 12), "low_dex": (6, 2 / 3, 24), "low_pred": (40, 0.625, 24),
+    "split_straddle": (6, 0.5, 12), "hydro_partial": (160, 0.3125, 6),
+}
 
-    Eligible-like stays get a regimen whose dexamethasone-equivalent reaches the threshold on a
-    calendar day before T0; ``steroid_dose`` stays get one that never does (low dose, or split
-    doses straddling midnight, or a partial first day of hydrocortisone).
-    """
-    n, rng, st = len(a), ctx.rng, ctx.study
-    admit = a["admit"].to_numpy()
-    s = np.clip(_minutes(np.exp(rng.normal(math.log(6 * HOUR), 1.0, n))), 10, 4 * DAY)
-    gap = np.clip(_minutes(np.exp(rng.normal(math.log(28 * HOUR), 0.8, n))), 30, 8 * DAY)
-    group = a["group"].to_numpy()
-    gap = np.where(group == "invasive_before_t0", np.maximum(gap, 6 * HOUR), gap)
 
-    eq = st.steroid_min  # dexamethasone-equivalent mg of a standard day
-    u = rng.random(n)
+def _steroid_kind(ctx: Ctx, group: np.ndarray) -> np.ndarray:
+    """Regimen of each stay: standard for eligible-like stays, too low for ``steroid_dose``."""
+    u = ctx.rng.random(len(group))
     low = group == "steroid_dose"
     kind = np.select(
         [low & (u < 0.55), low & (u < 0.70), low & (u < 0.85), low,
          u < 0.80, u < 0.86, u < 0.91, u < 0.96],
         ["low_dex", "low_pred", "split_straddle", "hydro_partial",
          "dex", "methylpred", "pred", "hydro"], default="split_same_day").astype(object)
-    equiv = {"dex": 6, "low_dex": 6, "split_straddle": 6, "split_same_day": 6, "methylpred": 32,
-             "pred": 40, "low_pred": 40, "hydro": 160, "hydro_partial": 160}
-    for name, mg in equiv.items():  # drugs missing from the code list: dexamethasone instead
+    for name, (mg, _, _) in REGIMENS.items():  # drug missing from the code list: dexamethasone
         if mg not in ctx.vocab.steroid_code:
             kind[kind == name] = "low_dex" if name.startswith(("low", "hydro_partial")) else "dex"
-    uc = rng.random(n)
+    return kind
 
-    straddle = kind == "split_straddle"  # 1/2 dose q12h from the evening: each day below the minimum
-    s = np.where(straddle, _snap_clock(admit, s, 18 * HOUR, 23 * HOUR, uc), s)
+
+def _steroid_timing(ctx: Ctx, admit: np.ndarray, kind: np.ndarray, s: np.ndarray, gap: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Clock time of the first dose and time to T0 that make each regimen do what it should."""
+    n = len(kind)
+    u = ctx.rng.random(n)
+    straddle = kind == "split_straddle"  # half dose q12h from the evening: each day below minimum
+    s = np.where(straddle, _snap_clock(admit, s, 18 * HOUR, 23 * HOUR, u), s)
     gap = np.where(straddle, _minutes(ctx.uniform(12 * HOUR + 1, 23 * HOUR, n)), gap)
     partial = kind == "hydro_partial"  # q6h from the morning, NIV the same day: 3 doses at most
-    s = np.where(partial, _snap_clock(admit, s, 7 * HOUR, 12 * HOUR, uc), s)
+    s = np.where(partial, _snap_clock(admit, s, 7 * HOUR, 12 * HOUR, u), s)
     gap = np.where(partial, _minutes(ctx.uniform(HOUR, 17 * HOUR, n)), gap)
-    same_day = kind == "split_same_day"  # 1/2 dose q12h from the morning, both before T0
-    s = np.where(same_day, _snap_clock(admit, s, 6 * HOUR, 11 * HOUR, uc), s)
+    same_day = kind == "split_same_day"  # half dose q12h from the morning, both before T0
+    s = np.where(same_day, _snap_clock(admit, s, 6 * HOUR, 11 * HOUR, u), s)
     gap = np.where(same_day, np.maximum(gap, 12 * HOUR + 1), gap)
     full = kind == "hydro"  # q6h: T0 after the first full calendar day
     next_midnight = DAY - np.mod(admit + s, DAY)
     gap = np.where(full, np.maximum(gap, next_midnight + DAY + _minutes(ctx.uniform(HOUR, 20 * HOUR, n))), gap)
+    return s, gap
 
-    day_share = {"dex": 1.0, "low_dex": 2 / 3, "split_straddle": 0.5, "split_same_day": 0.5,
-                 "methylpred": 1.0, "pred": 1.0, "low_pred": 0.625, "hydro": 0.3125,
-                 "hydro_partial": 0.3125}
-    interval = {"split_straddle": 12, "split_same_day": 12, "hydro": 6, "hydro_partial": 6}
-    kinds = pd.Series(kind)
-    code = kinds.map({k: ctx.vocab.steroid_code.get(mg) for k, mg in equiv.items()}).to_numpy(dtype=object)
+
+def _steroid_plan(ctx: Ctx, a: pd.DataFrame) -> pd.DataFrame:
+    """Corticosteroid start S, T0 and the regimen of every stay with a T0 (relative minutes).
+
+    Eligible-like stays get a regimen whose dexamethasone-equivalent reaches the minimum on a
+    calendar day before T0; ``steroid_dose`` stays get one that never does (low dose, split
+    doses straddling midnight, or a partial first day of hydrocortisone).
+    """
+    n, rng = len(a), ctx.rng
+    group = a["group"].to_numpy()
+    s = np.clip(_minutes(np.exp(rng.normal(math.log(6 * HOUR), 1.0, n))), 10, 4 * DAY)
+    gap = np.clip(_minutes(np.exp(rng.normal(math.log(28 * HOUR), 0.8, n))), 30, 8 * DAY)
+    gap = np.where(group == "invasive_before_t0", np.maximum(gap, 6 * HOUR), gap)
+    kind = _steroid_kind(ctx, group)
+    s, gap = _steroid_timing(ctx, a["admit"].to_numpy(), kind, s, gap)
+
+    regimen = pd.DataFrame.from_dict(REGIMENS, orient="index", columns=["mg", "share", "hours"]).reindex(kind)
+    code = regimen["mg"].map(ctx.vocab.steroid_code).to_numpy(dtype=object)
     factor = pd.Series(code).map(ctx.vocab.steroid_factor).to_numpy(dtype=float)
     a["steroid_code"] = code
-    a["steroid_dose"] = np.round(eq * kinds.map(day_share).to_numpy(dtype=float) / factor, 3)
-    a["steroid_interval"] = kinds.map(interval).fillna(24).to_numpy(dtype=float) * HOUR
-    a["steroid_route"] = np.where((code == ctx.vocab.steroid_code[6]) & ctx.chance(0.4, n), "PO",
-                                  np.where(code == ctx.vocab.steroid_code.get(40), "PO", "IV")).astype(object)
-    a["S"] = s
-    a["T0"] = s + gap
-    a["steroid_kind"] = kind
+    a["steroid_dose"] = np.round(ctx.study.steroid_min * regimen["share"].to_numpy() / factor, 3)
+    a["steroid_interval"] = regimen["hours"].to_numpy(dtype=float) * HOUR
+    oral = (code == ctx.vocab.steroid_code.get(40)) | ((code == ctx.vocab.steroid_code[6]) & ctx.chance(0.4, n))
+    a["steroid_route"] = np.where(oral, "PO", "IV").astype(object)
+    a["S"], a["T0"], a["steroid_kind"] = s, s + gap, kind
     return a
 
 
@@ -1172,6 +1199,8 @@ def _diagnosis_rows(ctx: Ctx, a: pd.DataFrame) -> pd.DataFrame:
 # ============================================================================== chunk assembly
 @dataclass
 class ChunkResult:
+    """One chunk's rows by table (with defects, sorted), answer key and defect counts."""
+
     tables: dict[str, pd.DataFrame]
     key: pd.DataFrame
     defects: dict[str, dict[str, int]]
@@ -1230,7 +1259,8 @@ def _assign_ids(ctx: Ctx, a: pd.DataFrame) -> pd.DataFrame:
     every file sorted by id; unused ids of the block serve as orphan keys.
     """
     n = len(a)
-    a["admission_id"] = ctx.id_base + np.sort(ctx.rng.choice(ctx.id_block, n, replace=False))[ctx.rng.permutation(n)] + 1
+    ids = np.sort(ctx.rng.choice(ctx.id_block, n, replace=False))
+    a["admission_id"] = ctx.id_base + 1 + ids[ctx.rng.permutation(n)]
     owner = a["partner"].to_numpy() < 0
     pids = ctx.id_base + np.sort(ctx.rng.choice(ctx.id_block, int(owner.sum()), replace=False)) + 1
     pid = np.zeros(n, dtype=np.int64)
@@ -1267,8 +1297,9 @@ def _rows_to_tables(ctx: Ctx, a: pd.DataFrame, panels: list[Panel]) -> dict[str,
     labs["value_text"] = None
     meds = _absolute(a, _medication_rows(ctx, a), t="given_time")
     resp = _absolute(a, _support_rows(ctx, a), start="start_time", stop="end_time")
-    return {"patients": patients.reset_index(drop=True), "admissions": admissions.reset_index(drop=True),
-            "diagnoses": dx, "labs": labs, "medications": meds, "respiratory_support": resp}
+    tables = {"patients": patients.reset_index(drop=True), "admissions": admissions.reset_index(drop=True),
+              "diagnoses": dx, "labs": labs, "medications": meds, "respiratory_support": resp}
+    return {t: df[CONTRACT[t].names + (["value_text"] if t == "labs" else [])] for t, df in tables.items()}
 
 
 # ================================================================================ answer key
@@ -1330,7 +1361,82 @@ def answer_key_from_rows(ctx: Ctx, a: pd.DataFrame, tables: dict[str, pd.DataFra
         "cov_num_lymphocytes": baseline["lymphocytes"].to_numpy(), "cov_num_steroid_dose": dose.to_numpy(),
     })
     _check_construction(ctx, a, key, end.to_numpy(), panels)
+    derived = status_from_rows(ctx, tables, ids, t0, dose, end)
+    wrong = derived != a["status"].to_numpy()
+    if wrong.any():
+        examples = pd.DataFrame({"built": a["status"].to_numpy()[wrong], "rows": derived[wrong]}).value_counts()
+        raise RuntimeError(f"simulator construction error: status from the rows differs:\n{examples.head(10)}")
     return key
+
+
+def status_from_rows(ctx: Ctx, tables: dict[str, pd.DataFrame], ids: pd.Index, t0: pd.Series,
+                     dose: pd.Series, end: pd.Series) -> np.ndarray:
+    """First attrition rule each admission fails (or ``eligible``), from the clean rows.
+
+    Follows docs/data-model.md.  Where a definition could be read two ways (the HD-ANK dose
+    window with or without its end point), both readings must agree, so the construction
+    never depends on the reading.
+    """
+    st, v = ctx.study, ctx.vocab
+    adm = tables["admissions"].set_index("admission_id").reindex(ids)
+    pat = tables["patients"].set_index("patient_id").reindex(adm["patient_id"].to_numpy())
+    admit_day = np.floor(adm["admit_time"].to_numpy() / DAY).astype(np.int64)
+    t0v = t0.to_numpy()
+    fails = {
+        "study_period": (admit_day < st.start_day) | (admit_day > st.end_day),
+        "adult": completed_years(pat["birth_date"].to_numpy().astype(np.int64), admit_day) < st.min_age,
+        "covid_confirmed": ~_covid_from_rows(ctx, tables, ids, adm["admit_time"]),
+        "niv_after_steroid": np.isnan(t0v),
+        "steroid_dose": ~(dose.to_numpy() >= st.steroid_min),
+    }
+    included = ~np.any(list(fails.values()), axis=0)
+    order = pd.DataFrame({"pid": adm["patient_id"].to_numpy(), "admit": adm["admit_time"].to_numpy(),
+                          "id": ids.to_numpy()})[included].sort_values(["pid", "admit", "id"])
+    fails["first_stay"] = included & ~ids.isin(order.drop_duplicates("pid")["id"])
+    resp, med = tables["respiratory_support"], tables["medications"]
+    invasive = resp[resp["support"].isin(v.support["invasive"])].groupby("admission_id")["start_time"].min()
+    fails["invasive_before_t0"] = (invasive.reindex(ids) < t0).to_numpy()
+    immuno = med[med["atc"].isin((v.anakinra, *v.immunomodulators))].groupby("admission_id")["given_time"].min()
+    fails["immunomodulator_before_t0"] = (immuno.reindex(ids) < t0).to_numpy()
+    start, high = _anakinra_from_rows(ctx, med, pat["weight_kg"].to_numpy(), ids)
+    fails["anakinra_not_high_dose"] = ~np.isnan(start) & ~high
+    fails["anakinra_late"] = ~np.isnan(start) & (start > t0v + st.grace)
+    fails["no_followup"] = ~(end.to_numpy() > t0v)
+    status = np.full(len(ids), "eligible", dtype=object)
+    for rule in reversed(RULES):
+        status[fails[rule]] = rule
+    return status
+
+
+def _covid_from_rows(ctx: Ctx, tables: dict[str, pd.DataFrame], ids: pd.Index, admit: pd.Series) -> np.ndarray:
+    """U07.1 (prefix match without the dot) or a positive PCR from -14 d to +2 d of admission."""
+    dx = tables["diagnoses"]
+    keys = tuple(c.replace(".", "").upper() for c in ctx.vocab.covid_icd)
+    coded = dx.loc[dx["icd10"].str.replace(".", "", regex=False).str.upper().str.startswith(keys), "admission_id"]
+    labs = tables["labs"]
+    pcr = labs[labs["loinc"].isin(ctx.vocab.pcr_loinc) & labs["result_text"].isin(ctx.vocab.pcr_text["positive"])]
+    lag = pcr["taken_time"].to_numpy() - pcr["admission_id"].map(pd.Series(admit.to_numpy(), index=ids)).to_numpy()
+    tested = pcr.loc[(lag >= -ctx.study.pcr_before) & (lag <= ctx.study.pcr_after), "admission_id"]
+    return ids.isin(coded) | ids.isin(tested)
+
+
+def _anakinra_from_rows(ctx: Ctx, med: pd.DataFrame, weight: np.ndarray, ids: pd.Index
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """First anakinra time and whether it is high dose under both readings of the window."""
+    st = ctx.study
+    ana = med[med["atc"] == ctx.vocab.anakinra]
+    first = ana.groupby("admission_id")["given_time"].min()
+    since = ana["given_time"].to_numpy() - ana["admission_id"].map(first).to_numpy()
+    iv = ana["route"].to_numpy() == "IV"
+    needed = np.where(np.isnan(weight), st.hd_mg_no_weight, st.hd_mg_per_kg * weight)
+    high = []
+    for within in (since < st.hd_window, since <= st.hd_window):
+        total = ana["dose"][iv & within].groupby(ana["admission_id"][iv & within]).sum().reindex(ids).fillna(0)
+        high.append(total.to_numpy() >= needed)
+    start = first.reindex(ids).to_numpy()
+    if np.any((high[0] != high[1]) & ~np.isnan(start)):
+        raise RuntimeError("simulator construction error: HD-ANK depends on the end point of the dose window")
+    return start, high[0]
 
 
 def _end_of_followup(tables: dict[str, pd.DataFrame], ids: pd.Index) -> pd.Series:
@@ -1398,90 +1504,92 @@ def inject_defects(ctx: Ctx, a: pd.DataFrame, tables: dict[str, pd.DataFrame]
                    ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, dict[str, int]]]:
     """Add the defects of protocol section 2 without changing the eligible set or covariates.
 
-    Returns the tables with defects, answer-key rows of the injected bad admissions and the
-    count of defective rows per table and reason.
+    Unit variants are written in place; every other defect is an extra row (copied from a
+    clean row where it needs one), so each table is stacked once.  Returns the tables with
+    defects, answer-key rows of the injected bad admissions and the number of defective rows
+    per table and reason.
     """
     rates = ctx.defect_rates
     counts = {t: dict.fromkeys(r, 0) for t, r in REASONS.items()}
-    tables = dict(tables)
-    labs, n_variant = _unit_variants(ctx, tables["labs"], defect_count(rates["unit_variant"], len(tables["labs"])))
-    counts["labs"]["unit_variant"] = n_variant
-    clean = {t: df for t, df in tables.items()}
-    clean["labs"] = labs[~labs["_variant"]]
-    tables["labs"] = labs.drop(columns="_variant")
+    rows = {t: len(df) for t, df in tables.items()}
+    labs, resp = tables["labs"], tables["respiratory_support"]
+    variant = _unit_variants(ctx, labs, defect_count(rates["unit_variant"], rows["labs"]))
+    counts["labs"]["unit_variant"] = int(variant.sum())
+    copyable = {t: np.arange(n) for t, n in rows.items()}  # rows that extra rows may copy
+    copyable["labs"] = np.flatnonzero(~variant)
+    extras: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
 
-    outside = _outside_baseline(ctx, a, clean["labs"])
-    extra = []
+    outside = np.flatnonzero(~variant & _outside_baseline(ctx, a, labs))
     for reason in ("unknown_unit", "unparsable_value"):
-        k = defect_count(rates[reason], len(tables["labs"]))
-        extra.append(_bad_lab_rows(ctx, outside, k, reason))
-        counts["labs"][reason] = k
-    k = defect_count(rates["impossible_interval"], len(tables["respiratory_support"]))
-    extra_resp = _reversed_episodes(ctx, clean["respiratory_support"], k)
-    counts["respiratory_support"]["episode_end_before_start"] = len(extra_resp)
+        bad = _bad_lab_rows(ctx, labs.iloc[_sample(ctx, outside, defect_count(rates[reason], rows["labs"]))], reason)
+        extras["labs"].append(bad)
+        counts["labs"][reason] = len(bad)
+    k = defect_count(rates["impossible_interval"], rows["respiratory_support"])
+    reversed_ = _reversed_episodes(ctx, resp.iloc[_sample(ctx, copyable["respiratory_support"], k)])
+    extras["respiratory_support"].append(reversed_)
+    counts["respiratory_support"]["episode_end_before_start"] = len(reversed_)
 
     used_ids = set(a["admission_id"].tolist())
-    used_patients = set(a["patient_id"].tolist())
-    adm_extra, pat_extra, key_extra, adm_counts = _bad_admissions(ctx, len(a), used_ids, used_patients)
+    adm, pat, key_extra, adm_counts = _bad_admissions(ctx, len(a), used_ids, set(a["patient_id"].tolist()))
+    extras["admissions"].append(adm)
+    extras["patients"].append(pat)
     counts["admissions"].update(adm_counts)
 
     for table in ("diagnoses", "labs", "medications", "respiratory_support"):
-        k = defect_count(rates["orphan_key"], len(clean[table]))
-        orphans = clean[table].iloc[ctx.rng.choice(len(clean[table]), k, replace=False)].copy()
-        orphans["admission_id"] = _free_ids(ctx, used_ids, k)
-        counts[table]["orphan_key"] = k
-        extra_rows = [orphans]
-        if table == "labs":
-            extra_rows += extra
-        if table == "respiratory_support":
-            extra_rows.append(extra_resp)
-        tables[table] = stack_rows([tables[table]] + extra_rows)
-    tables["admissions"] = stack_rows([tables["admissions"], adm_extra])
-    tables["patients"] = stack_rows([tables["patients"], pat_extra])
-
+        k = defect_count(rates["orphan_key"], rows[table])
+        orphans = tables[table].iloc[_sample(ctx, copyable[table], k)].copy()
+        orphans["admission_id"] = _free_ids(ctx, used_ids, len(orphans))
+        extras[table].append(orphans)
+        counts[table]["orphan_key"] = len(orphans)
     for table in TABLES:  # exact duplicates of clean rows
-        source = clean[table]
-        k = defect_count(rates["duplicate_row"], len(source))
-        dup = source.iloc[np.sort(ctx.rng.choice(len(source), k, replace=False))]
-        tables[table] = stack_rows([tables[table], dup])
-        counts[table]["duplicate_row"] = k
-    return tables, key_extra, counts
+        dup = tables[table].iloc[_sample(ctx, copyable[table], defect_count(rates["duplicate_row"], rows[table]))]
+        extras[table].append(dup)
+        counts[table]["duplicate_row"] = len(dup)
+    return {t: stack_rows([tables[t]] + extras[t]) for t in TABLES}, key_extra, counts
 
 
-def _unit_variants(ctx: Ctx, labs: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
-    """Write ``k`` numeric lab rows in a convertible non-canonical unit (same true value)."""
-    labs = labs.copy()
-    labs["_variant"] = False
+def _sample(ctx: Ctx, positions: np.ndarray, k: int) -> np.ndarray:
+    """``k`` distinct positions (fewer if there are fewer), in increasing order."""
+    return np.sort(ctx.rng.choice(positions, min(k, len(positions)), replace=False))
+
+
+def _unit_variants(ctx: Ctx, labs: pd.DataFrame, k: int) -> np.ndarray:
+    """Write ``k`` numeric lab rows in a convertible non-canonical unit, in place.
+
+    The value is divided by the unit's factor so that ingest's conversion gives back the true
+    (canonical) value.  Returns the mask of the rows changed.
+    """
     convertible = [c for c, units in ctx.vocab.unit_variants.items() if units]
     code_to_concept = {ctx.vocab.lab_loinc[c]: c for c in convertible}
-    candidates = np.flatnonzero(labs["loinc"].isin(list(code_to_concept)).to_numpy() & labs["value"].notna().to_numpy())
-    chosen = np.sort(ctx.rng.choice(candidates, min(k, len(candidates)), replace=False))
-    pick = ctx.rng.random(len(chosen))
-    loinc = labs["loinc"].to_numpy()[chosen]
+    loinc = labs["loinc"].to_numpy()
     values, units = labs["value"].to_numpy().copy(), labs["unit"].to_numpy().copy()
+    chosen = _sample(ctx, np.flatnonzero(np.isin(loinc, list(code_to_concept)) & ~np.isnan(values)), k)
+    pick = ctx.rng.random(len(chosen))
     for code, concept in code_to_concept.items():  # a few concepts, vectorised within each
-        rows = loinc == code
+        hit = loinc[chosen] == code
         options = ctx.vocab.unit_variants[concept]
-        which = (pick[rows] * len(options)).astype(int)
-        factor = np.array([f for _, f in options])[which]
-        values[chosen[rows]] = np.round(values[chosen[rows]] / factor, 8)
-        units[chosen[rows]] = np.array([u for u, _ in options], dtype=object)[which]
+        which = (pick[hit] * len(options)).astype(int)
+        values[chosen[hit]] = np.round(values[chosen[hit]] / np.array([f for _, f in options])[which], 8)
+        units[chosen[hit]] = np.array([u for u, _ in options], dtype=object)[which]
     labs["value"], labs["unit"] = values, units
-    labs.loc[labs.index[chosen], "_variant"] = True
-    return labs, len(chosen)
+    variant = np.zeros(len(labs), dtype=bool)
+    variant[chosen] = True
+    return variant
 
 
-def _outside_baseline(ctx: Ctx, a: pd.DataFrame, labs: pd.DataFrame) -> pd.DataFrame:
-    """Numeric lab rows outside any baseline window (after T0, or in stays without T0)."""
+def _outside_baseline(ctx: Ctx, a: pd.DataFrame, labs: pd.DataFrame) -> np.ndarray:
+    """Mask of numeric lab rows outside any baseline window (after T0, or no T0)."""
     t0 = pd.Series(a["admit"].to_numpy() + a["T0"].to_numpy(), index=a["admission_id"].to_numpy())
-    when = labs["admission_id"].map(t0)
-    ok = labs["value"].notna() & (when.isna() | (labs["taken_time"] > when) | (labs["taken_time"] < when - ctx.study.window))
-    return labs[ok]
+    when = labs["admission_id"].map(t0).to_numpy()
+    taken = labs["taken_time"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        outside = np.isnan(when) | (taken > when) | (taken < when - ctx.study.window)
+    return outside & ~np.isnan(labs["value"].to_numpy())
 
 
-def _bad_lab_rows(ctx: Ctx, source: pd.DataFrame, k: int, reason: str) -> pd.DataFrame:
-    """Extra lab rows with an unknown unit or an unparsable value, at existing row times."""
-    rows = source.iloc[np.sort(ctx.rng.choice(len(source), min(k, len(source)), replace=False))].copy()
+def _bad_lab_rows(ctx: Ctx, source: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """Copies of lab rows with an unknown unit or an unparsable value (same time and test)."""
+    rows = source.copy()
     if reason == "unknown_unit":
         pick = ctx.rng.random(len(rows))
         units = rows["unit"].to_numpy().copy()
@@ -1495,9 +1603,9 @@ def _bad_lab_rows(ctx: Ctx, source: pd.DataFrame, k: int, reason: str) -> pd.Dat
     return rows
 
 
-def _reversed_episodes(ctx: Ctx, resp: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Extra oxygen episodes that end before they start (at existing episode start times)."""
-    rows = resp.iloc[np.sort(ctx.rng.choice(len(resp), min(k, len(resp)), replace=False))].copy()
+def _reversed_episodes(ctx: Ctx, source: pd.DataFrame) -> pd.DataFrame:
+    """Copies of episodes as oxygen that ends before it starts (same start time)."""
+    rows = source.copy()
     rows["support"] = ctx.vocab.support["oxygen"][0]
     rows["end_time"] = rows["start_time"] - _minutes(ctx.uniform(10, 6 * HOUR, len(rows)))
     return rows
@@ -1659,9 +1767,11 @@ class _Sink:
         self.stream.write((",".join(header) + "\n").encode())
 
     def payload(self, table: pa.Table) -> Any:
+        """What :meth:`write` takes: the Arrow table (Parquet) or the encoded CSV body."""
         return table if self.fmt == "parquet" else csv_bytes(table)
 
     def write(self, payload: Any) -> None:
+        """Append one chunk (runs in the writer thread)."""
         if self.fmt == "parquet":
             if payload.num_rows:
                 self.writer.write_table(payload)
@@ -1721,46 +1831,60 @@ def simulate(out_dir: str | Path, answer_key_path: str | Path, defects_path: str
     Returns
     -------
     dict
-        Summary: admissions per status, eligible per arm, defects, seconds.
+        Summary: admissions per status, defects per table and reason, seconds.
     """
     if fmt not in ("csv", "csv.gz", "parquet"):
         raise ValueError(f"unknown extract format {fmt!r} (csv, csv.gz or parquet)")
     started = _time.perf_counter()
-    vocab = load_vocab(codelists_dir)
-    st = Study.from_config(study)
+    vocab, st = load_vocab(codelists_dir), Study.from_config(study)
     rates = {**DEFAULTS["defect_rates"], **(defect_rates or {})}
     plans = plan_chunks(int(n_admissions), int(chunk_size), eligible_share)
-    block = 2 * int(chunk_size) + 1000
-    defects = {t: dict.fromkeys(r, 0) for t, r in REASONS.items()}
-    statuses: dict[str, int] = {}
-    out_dir = Path(out_dir)
-    with ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as pool:
+    block = 2 * int(chunk_size) + 1000  # ids of chunk c: (c * block, (c + 1) * block]
+
+    def context(plan: ChunkPlan) -> Ctx:
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(plan.index,)))
+        return Ctx(rng=rng, vocab=vocab, study=st, true_hr=float(true_hr), confounding=float(confounding),
+                   baseline_risk28=float(baseline_risk28), defect_rates=rates,
+                   id_base=plan.index * block, id_block=block)
+
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as writer:
         sinks = {t: _Sink(stack, Path(extract_path(str(out_dir), t, fmt)), fmt, _parquet_schema(t),
                           CONTRACT[t].names) for t in TABLES}
-        key_sink = _Sink(stack, Path(answer_key_path), "parquet", KEY_SCHEMA, list(KEY_COLUMNS))
-        pending: list[Future] = []
-        for plan in plans:
-            ctx = Ctx(rng=np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(plan.index,))),
-                      vocab=vocab, study=st, true_hr=float(true_hr), confounding=float(confounding),
-                      baseline_risk28=float(baseline_risk28), defect_rates=rates,
-                      id_base=plan.index * block, id_block=block)
-            result = simulate_chunk(ctx, plan)
-            payloads = [(sinks[t], sinks[t].payload(arrow_table(result.tables[t], t, fmt))) for t in TABLES]
-            payloads.append((key_sink, key_table(result.key)))
-            for future in pending:  # at most one chunk waits for the writer: bounded memory
-                future.result()
-            pending = [pool.submit(sink.write, payload) for sink, payload in payloads]
-            _add_counts(defects, result.defects)
-            for status, count in result.key["status"].value_counts().items():
-                statuses[status] = statuses.get(status, 0) + int(count)
-            LOG.info("chunk %d/%d: %d admissions", plan.index + 1, len(plans), plan.n)
-        for future in pending:
-            future.result()
+        sinks["answer_key"] = _Sink(stack, Path(answer_key_path), "parquet", KEY_SCHEMA, list(KEY_COLUMNS))
+        statuses, defects = _write_chunks(plans, context, sinks, writer, fmt)
     io.write_json(defects, defects_path)
     summary = {"statuses": dict(sorted(statuses.items())), "defects": defects,
                "seconds": round(_time.perf_counter() - started, 1)}
     LOG.info("simulated %d admissions in %.1f s: %s", n_admissions, summary["seconds"], summary["statuses"])
     return summary
+
+
+def _write_chunks(plans: list[ChunkPlan], context: Any, sinks: dict[str, "_Sink"],
+                  writer: ThreadPoolExecutor, fmt: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Simulate the chunks in order and append them to the sinks.
+
+    Encoding runs here; compression and writing run in the ``writer`` thread, which works on
+    chunk c while chunk c + 1 is simulated (at most one chunk waits: bounded memory).
+    """
+    defects = {t: dict.fromkeys(r, 0) for t, r in REASONS.items()}
+    statuses: dict[str, int] = {}
+    pending: list[Future] = []
+    for plan in plans:
+        result = simulate_chunk(context(plan), plan)
+        payloads = [(sinks[t], sinks[t].payload(arrow_table(result.tables[t], t, fmt))) for t in TABLES]
+        payloads.append((sinks["answer_key"], key_table(result.key)))
+        _add_counts(defects, result.defects)
+        for status, count in result.key["status"].value_counts().items():
+            statuses[status] = statuses.get(status, 0) + int(count)
+        del result
+        for future in pending:
+            future.result()
+        pending = [writer.submit(sink.write, payload) for sink, payload in payloads]
+        del payloads
+        LOG.info("chunk %d/%d: %d admissions", plan.index + 1, len(plans), plan.n)
+    for future in pending:
+        future.result()
+    return statuses, defects
 
 
 def _add_counts(total: dict, part: dict) -> None:

@@ -37,6 +37,7 @@ def analysis_params(analysis):
     if analysis in ADJUSTED:
         shared["covariates"] = config["propensity"]["covariates"]
         shared["log_transform"] = config["propensity"]["log_transform"]
+        shared["min_missing"] = config["propensity"]["min_missing_for_indicator"]
     if analysis in {"landmark", "clone_censor_weight"}:
         shared["grace_days"] = config["study"]["grace_hours"] / 24
     return {"settings": survival["analyses"][analysis] or {}, **shared}
