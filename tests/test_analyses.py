@@ -340,3 +340,11 @@ def test_data_problems_are_user_errors(study):
         run_analysis("unadjusted", {}, horizon=28, cohort=c.assign(event=0))
     with pytest.raises(UserError, match=r"ps has duplicated patient_id"):
         run_analysis("iptw", {}, horizon=28, cohort=c, ps=pd.concat([study["ps"]] * 2))
+
+
+def test_complete_case_without_a_matched_sample_is_reported_not_estimable():
+    empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in ["patient_id", "treated", "time", "event", "pair_id"]})
+    row, km, ph = run_analysis("complete_case", {}, matched_complete_case=empty)
+    assert np.isnan(row["hr"]) and row["n"] == 0
+    assert "not estimable" in row["method"]
+    assert km.empty and ph.empty

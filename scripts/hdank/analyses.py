@@ -436,8 +436,13 @@ def _run_primary(s, **k):
 
 
 def _run_complete_case(s, **k):
-    return complete_case(k["matched_complete_case"], horizon=k["horizon"],
-                         at_risk_days=k["at_risk_days"])
+    matched = k["matched_complete_case"]
+    if matched is not None and matched.empty:  # the complete-case propensity model failed
+        row = _empty_row("complete_case", "Complete-case propensity score and matching: not estimable "
+                         "(the propensity model could not be fitted on the complete cases; "
+                         "reason in results/match/complete_case/diagnostics.json).")
+        return row, pd.DataFrame(columns=KM_COLUMNS), pd.DataFrame(columns=PH_COLUMNS)
+    return complete_case(matched, horizon=k["horizon"], at_risk_days=k["at_risk_days"])
 
 
 def _run_censor_discharge(s, **k):

@@ -143,14 +143,32 @@ def run_matching(cohort: pd.DataFrame, propensity_cfg: dict, matching_cfg: dict,
 
 
 def match_files(cohort: str, propensity: dict, matching: dict, weights: dict, balance: dict,
-                ps_out: str, matched_out: str, balance_out: str, diagnostics_out: str) -> None:
-    """File-level match stage (called by the Snakemake adapter)."""
+                ps_out: str, matched_out: str, balance_out: str, diagnostics_out: str,
+                sensitivity: bool = False) -> None:
+    """File-level match stage (called by the Snakemake adapter).
+
+    With ``sensitivity`` (the complete-case variant), a propensity model that cannot be
+    fitted does not stop the workflow: the outputs are written empty, with the reason in
+    ``diagnostics["failed"]``, and the analysis that uses them reports "not estimable".
+    """
     import logging
 
     from hdank import io
 
-    ps_df, matched_df, balance_df, diagnostics = run_matching(
-        pd.read_parquet(cohort), propensity, matching, weights, balance)
+    frame = pd.read_parquet(cohort)
+    try:
+        ps_df, matched_df, balance_df, diagnostics = run_matching(frame, propensity, matching, weights, balance)
+    except PropensityModelError as error:
+        if not sensitivity:
+            raise
+        logging.getLogger(__name__).warning("sensitivity matching not estimable: %s", error)
+        io.write_parquet(pd.DataFrame({c: pd.Series(dtype="float64") for c in PS_COLUMNS}), ps_out)
+        io.write_parquet(frame.iloc[:0].assign(pair_id=pd.Series(dtype="int64"),
+                                               match_weight=pd.Series(dtype="float64")), matched_out)
+        io.write_parquet(pd.DataFrame({"covariate": pd.Series(dtype="string")}), balance_out)
+        io.write_json({"failed": str(error), "propensity": {"missing": propensity.get("missing")}},
+                      diagnostics_out)
+        return
     io.write_parquet(ps_df, ps_out)
     io.write_parquet(matched_df, matched_out)
     io.write_parquet(balance_df, balance_out)

@@ -1,9 +1,10 @@
 MATCH_CODE = lib("propensity", "matching", "balance", "match_stage")
 
 
-def match_params(missing):
+def match_params(missing, sensitivity=False):
     """Config slice of matching; the complete-case variant only changes the missing-data rule."""
     return {
+        "sensitivity": sensitivity,
         "propensity": {**config["propensity"], "missing": missing},
         "matching": config["matching"],
         "weights": config["weights"],
@@ -45,7 +46,7 @@ rule match_cohort_complete_case:
         balance="results/match/complete_case/balance.parquet",
         diagnostics="results/match/complete_case/diagnostics.json",
     params:
-        **match_params("complete_case"),
+        **match_params("complete_case", sensitivity=True),
     log:
         "logs/match_cohort_complete_case.log",
     benchmark:
