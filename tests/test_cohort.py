@@ -48,6 +48,11 @@ def test_default_stay_is_eligible_soc_with_hand_values():
     assert row["discharge_day"] == pytest.approx(13 + 22 / 24)  # T0 11 Jan 12:00 to 25 Jan 10:00
 
 
+def test_unknown_sex_is_missing():
+    assert pd.isna(only(Stay(1, sex="U"))["cov_cat_sex"])
+    assert only(Stay(1, sex="F"))["cov_cat_sex"] == "F"
+
+
 def test_hdank_patient():
     row = only(Stay(1, meds=Stay(1).meds + ANAKINRA_HD))
     assert row["treated"] == 1

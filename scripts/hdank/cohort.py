@@ -234,7 +234,7 @@ def _outcome(stays: pd.DataFrame, tables: dict[str, pd.DataFrame], study: dict) 
 def _covariates(stays: pd.DataFrame, tables: dict[str, pd.DataFrame], study: dict) -> pd.DataFrame:
     s = stays
     s["cov_num_age"] = s["age"]
-    s["cov_cat_sex"] = s["sex"].astype("string")
+    s["cov_cat_sex"] = s["sex"].astype("string").where(s["sex"].isin(["F", "M"]))  # U = unknown: missing
     s["cov_num_bmi"] = s["weight_kg"] / (s["height_cm"] / 100.0) ** 2
     dx = tables["diagnoses"]
     for concept in COMORBIDITIES:
