@@ -5,4 +5,4 @@ run(snakemake, ingest_file,
     raw=snakemake.input.raw, table=snakemake.wildcards.table,
     codelists_dir=snakemake.params.codelists, parent=(snakemake.input.parent or [None])[0],
     typed_out=snakemake.output.typed, quarantine_out=snakemake.output.quarantine,
-    counts_out=snakemake.output.counts)
+    counts_out=snakemake.output.counts, pseudonymise=snakemake.params.pseudonymise)

@@ -190,3 +190,24 @@ def test_parquet_input_matches_csv(tmp_path):
     df.to_parquet(pq_path)
     from_pq = ingest(pq_path, "admissions", CODES)
     pd.testing.assert_frame_equal(from_csv.typed.drop(columns="row"), from_pq.typed.drop(columns="row"))
+
+
+def test_pseudonymised_ids_are_keyed_consistent_and_still_link(tmp_path):
+    from hdank.errors import UserError
+    from hdank.pseudonymise import key_from_env, keyed_ids
+
+    key = b"0123456789abcdef-secret"
+    ids = pd.Series([10, 11, 10, 12])
+    first, again = keyed_ids(ids, key), keyed_ids(ids, key)
+    assert (first == again).all() and first.iloc[0] == first.iloc[2] and first.nunique() == 3
+    assert (first > 0).all() and not set(first) & {10, 11, 12}
+    assert not (keyed_ids(ids, b"another-key-0123456") == first).any()
+    patients = ingest(write(tmp_path, "patients", "patient_id,sex,birth_date,height_cm,weight_kg\n10,F,1950-01-01,160,60\n"),
+                      "patients", CODES, id_key=key)
+    admissions = ingest(write(tmp_path, "admissions", ADMISSIONS), "admissions", CODES,
+                        parent_keys=patients.typed["patient_id"], id_key=key)
+    assert list(admissions.typed["admission_id"]) == list(keyed_ids(pd.Series([1]), key))
+    assert list(admissions.typed["patient_id"]) == list(patients.typed["patient_id"])
+    assert "10" not in set(admissions.quarantine["patient_id"])  # quarantine holds pseudonyms too
+    with pytest.raises(UserError, match="HDANK_ID_KEY is not set"):
+        key_from_env({})

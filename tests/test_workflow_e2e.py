@@ -78,3 +78,25 @@ def test_ingest_counts_equal_the_injected_defects(default_run):
         assert counts["quarantined"] == expected, table
         if "unit_variant" in injected:
             assert counts["unit_converted"] == injected["unit_variant"]
+
+
+def test_pseudonymised_run_gives_the_same_cohort_without_hospital_ids(tmp_path, default_run, monkeypatch):
+    monkeypatch.setenv("HDANK_ID_KEY", "test-key-not-a-secret-0123456789")
+    flow = Workflow.copy(tmp_path / "pseudo", privacy={"pseudonymise_ids": True})
+    flow.snakemake("results/cohort/cohort.parquet")
+    plain = read(default_run, "results/cohort/cohort.parquet")
+    pseudo = read(flow, "results/cohort/cohort.parquet")
+    assert len(pseudo) == len(plain) == 256
+    assert not set(pseudo["patient_id"]) & set(plain["patient_id"])
+    assert not set(pseudo["admission_id"]) & set(plain["admission_id"])
+    by_t0 = lambda df: df.drop(columns=["patient_id", "admission_id"]).sort_values(["t0", "time"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_t0(pseudo), by_t0(plain))
+    for table in ("patients", "admissions", "labs"):
+        typed = read(flow, f"results/typed/{table}.parquet")
+        original = read(default_run, f"results/typed/{table}.parquet")
+        for col in ("patient_id", "admission_id"):
+            if col in typed:
+                assert not set(typed[col]) & set(original[col]), (table, col)
+    monkeypatch.delenv("HDANK_ID_KEY")
+    proc = flow.snakemake("--dry-run", check=False)
+    assert proc.returncode != 0 and "HDANK_ID_KEY is not set" in proc.stdout + proc.stderr

@@ -345,7 +345,7 @@ def to_arrow(typed: pd.DataFrame, spec: Table) -> pyarrow.Table:
 
 # ------------------------------------------------------------------------------------- ingest
 def ingest(path: str | Path, table: str, codes: CodeLists,
-           parent_keys: pd.Series | None = None) -> IngestResult:
+           parent_keys: pd.Series | None = None, id_key: bytes | None = None) -> IngestResult:
     """Ingest one raw extract.
 
     Parameters
@@ -355,6 +355,8 @@ def ingest(path: str | Path, table: str, codes: CodeLists,
     codes : the loaded code lists.
     parent_keys : ids of the parent table (patients for admissions, admissions for the
         others); rows whose key is not among them are quarantined as ``orphan_key``.
+    id_key : with a key, every identifier is replaced by its keyed pseudonym
+        (:mod:`hdank.pseudonymise`) before keys are checked, also in the quarantine table.
     """
     spec = CONTRACT[table]
     raw, extra = read_extract(path, spec)
@@ -362,6 +364,12 @@ def ingest(path: str | Path, table: str, codes: CodeLists,
     dup = raw.duplicated(subset=spec.names, keep="first")
     raw = raw.loc[~dup].reset_index(drop=True)
     typed, reason = parse(raw, spec, path)
+    if id_key is not None:
+        from hdank.pseudonymise import keyed_ids
+
+        for col in (c.name for c in spec.columns if c.kind == "id"):
+            typed[col] = keyed_ids(typed[col], id_key)
+            raw[col] = typed[col].astype("string")
     reason = validate(typed, spec, reason)
     typed, reason = map_codes(typed, spec, codes, reason)
     if parent_keys is not None and spec.parent:
@@ -391,8 +399,12 @@ def ingest(path: str | Path, table: str, codes: CodeLists,
 
 
 def ingest_file(raw: str, table: str, codelists_dir: str, parent: str | None,
-                typed_out: str, quarantine_out: str, counts_out: str) -> None:
-    """File-level ingest of one table (called by the Snakemake adapter)."""
+                typed_out: str, quarantine_out: str, counts_out: str, pseudonymise: bool = False) -> None:
+    """File-level ingest of one table (called by the Snakemake adapter).
+
+    With ``pseudonymise``, identifiers are replaced by keyed hashes (key from the
+    environment, see :mod:`hdank.pseudonymise`).
+    """
     import logging
 
     from hdank import codelists, io
@@ -401,7 +413,12 @@ def ingest_file(raw: str, table: str, codelists_dir: str, parent: str | None,
     parent_keys = None
     if parent:
         parent_keys = pd.read_parquet(parent, columns=[spec.parent[1]])[spec.parent[1]]
-    result = ingest(raw, table, codelists.load(codelists_dir), parent_keys)
+    id_key = None
+    if pseudonymise:
+        from hdank.pseudonymise import key_from_env
+
+        id_key = key_from_env()
+    result = ingest(raw, table, codelists.load(codelists_dir), parent_keys, id_key)
     io.write_parquet(to_arrow(result.typed, spec), typed_out)
     io.write_parquet(result.quarantine.astype({c: "string" for c in spec.names}), quarantine_out)
     io.write_json(result.counts, counts_out)

@@ -5,6 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from hdank import settings
+from hdank.errors import UserError
 from hdank.contract import TABLES, CONTRACT, extract_path
 from hdank.codelists import FILES as CODELIST_FILES
 
@@ -27,6 +28,18 @@ def lib(*modules):
 
 def codelist_files():
     return [f"{CODELISTS}/{name}.csv" for name in CODELIST_FILES]
+
+
+def id_key_fingerprint():
+    """Fingerprint of the pseudonymisation key (a new key reruns ingest); None when off."""
+    if not config["privacy"]["pseudonymise_ids"]:
+        return None
+    from hdank.pseudonymise import fingerprint, key_from_env
+
+    try:
+        return fingerprint(key_from_env())
+    except UserError as error:
+        raise WorkflowError(str(error)) from None
 
 
 def raw_extract(table):

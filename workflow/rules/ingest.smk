@@ -4,7 +4,7 @@ rule ingest_table:
         raw=lambda w: raw_extract(w.table),
         parent=parent_typed,
         codelists=codelist_files(),
-        code=lib("contract", "codelists", "ingest"),
+        code=lib("contract", "codelists", "ingest", "pseudonymise"),
     output:
         typed="results/typed/{table}.parquet",
         quarantine="results/typed/quarantine/{table}.parquet",
@@ -13,6 +13,8 @@ rule ingest_table:
         table="|".join(TABLES),
     params:
         codelists=CODELISTS,
+        pseudonymise=config["privacy"]["pseudonymise_ids"],
+        key_fingerprint=id_key_fingerprint(),
     log:
         "logs/ingest_table/{table}.log",
     benchmark:
