@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 4
 
-.PHONY: run test setup lock check clean
+.PHONY: run test setup lock check config-reference clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,8 +23,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# Contract check of a site's extracts, nothing else: make check EXTRACTS=/data/export [FORMAT=csv.gz]
+# [CONFIG="config/config.yaml site.yaml"]. Writes results/check/contract_check.{html,txt}; exit 1 if
+# the data cannot support the study.
+check: $(STAMP)
+	$(BIN)/python -m hdank.contract_check $(if $(EXTRACTS),--extracts "$(EXTRACTS)") $(if $(FORMAT),--format $(FORMAT)) --configfile $(or $(CONFIG),config/config.yaml)
+
+# config/README.md from the config schema (never edited by hand).
+config-reference: $(STAMP)
+	$(BIN)/python -m hdank.config_reference workflow/schemas/config.schema.yaml config/README.md
+
 lock:
 	$(BIN)/pip freeze --exclude-editable | sed '1i # Locked stack: exact versions installed by `make run` / `make test`. Regenerate with `make lock`.' > requirements.lock
+	$(BIN)/python -m hdank.conda_env requirements.lock > workflow/envs/hdank.yaml
 
 clean:
 	rm -rf results .snakemake

@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/check.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/match.smk"
 include: "workflow/rules/survival.smk"
@@ -17,6 +18,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -8,4 +8,4 @@ run(snakemake, simulate_from_config,
     out_dir=str(Path(snakemake.output.patients).parent),
     answer_key_path=snakemake.output.answer_key, defects_path=snakemake.output.defects,
     synthetic=snakemake.params.synthetic, study=snakemake.params.study,
-    codelists_dir=snakemake.params.codelists, fmt=snakemake.params.fmt)
+    codelists_dir=str(Path(snakemake.input.codelists[0]).parent), fmt=snakemake.params.fmt)

@@ -9,16 +9,17 @@ rule build_cohort:
         extended="results/cohort/extended.parquet",
         attrition="results/cohort/attrition.parquet",
         status="results/cohort/admission_status.parquet",
-    params:
-        study=config["study"],
-        tables=list(TABLES),
-        codelists=CODELISTS,
     log:
         "logs/build_cohort.log",
     benchmark:
         "results/benchmarks/build_cohort.tsv"
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=6000,
         runtime=30,
+    params:
+        study=config["study"],
+        tables=list(TABLES),
     script:
         "../../scripts/build_cohort.py"

@@ -1,7 +1,6 @@
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from hdank import settings
@@ -9,21 +8,27 @@ from hdank.errors import UserError
 from hdank.contract import TABLES, CONTRACT, extract_path
 from hdank.codelists import FILES as CODELIST_FILES
 
-
 try:
     config = settings.validate(
-        config, settings.load_schema(workflow.source_path("../schemas/config.schema.yaml"))
+        config,
+        settings.load_schema(workflow.source_path("../schemas/config.schema.yaml")),
     )
 except settings.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 LIB = "scripts/hdank"
+CONDA_ENV = (
+    "../envs/hdank.yaml"  # same stack as requirements.lock (used with --sdm conda)
+)
 CODELISTS = config["codelists"]
 
 
 def lib(*modules):
-    """Library modules a rule runs: declared as inputs so that editing them reruns it."""
-    return [f"{LIB}/{module}.py" for module in ("__init__", "io", "errors", "adapter") + modules]
+    """Library modules that a job imports, declared as inputs so that editing them reruns it."""
+    return [
+        f"{LIB}/{module}.py"
+        for module in ("__init__", "io", "errors", "adapter") + modules
+    ]
 
 
 def codelist_files():
@@ -45,7 +50,9 @@ def id_key_fingerprint():
 def raw_extract(table):
     """Raw extract file of a table: the simulator's output or the site's export."""
     directory = (
-        settings.SYNTHETIC_DIR if config["synthetic"]["enabled"] else config["extracts"]["dir"]
+        settings.SYNTHETIC_DIR
+        if config["synthetic"]["enabled"]
+        else config["extracts"]["dir"]
     )
     return extract_path(directory, table, config["extracts"]["format"])
 
@@ -64,3 +71,80 @@ def final_outputs():
         "results/survival/estimates.parquet",
         "results/report/report.html",
     ]
+
+
+# matching ---------------------------------------------------------------------------
+MATCH_CODE = lib("propensity", "matching", "balance", "match_stage")
+
+
+def match_params(missing, sensitivity=False):
+    """Config slice of matching; the complete-case variant only changes the missing-data rule."""
+    return {
+        "sensitivity": sensitivity,
+        "propensity": {**config["propensity"], "missing": missing},
+        "matching": config["matching"],
+        "weights": config["weights"],
+        "balance": config["balance"],
+    }
+
+
+# survival ---------------------------------------------------------------------------
+ANALYSES = list(config["survival"]["analyses"])
+
+#: Tables each analysis reads, so that each job depends only on what it uses.
+ANALYSIS_INPUTS = {
+    "primary_matched": ["matched"],
+    "censor_discharge": ["matched"],
+    "unadjusted": ["cohort"],
+    "cohort_multivariable": ["cohort"],
+    "iptw": ["cohort", "ps"],
+    "overlap": ["cohort", "ps"],
+    "landmark": ["extended"],
+    "clone_censor_weight": ["extended"],
+    "complete_case": ["matched_complete_case"],
+}
+#: Analyses whose models adjust for the propensity covariates.
+ADJUSTED = {"cohort_multivariable", "landmark", "clone_censor_weight"}
+TABLE_FILES = {
+    "cohort": "results/cohort/cohort.parquet",
+    "extended": "results/cohort/extended.parquet",
+    "matched": "results/match/matched.parquet",
+    "ps": "results/match/ps.parquet",
+    "matched_complete_case": "results/match/complete_case/matched.parquet",
+}
+
+
+def analysis_inputs(wildcards):
+    return {name: TABLE_FILES[name] for name in ANALYSIS_INPUTS[wildcards.analysis]}
+
+
+def analysis_params(analysis):
+    """Only what the analysis uses: its own settings, the horizon, and where needed G and covariates."""
+    survival = config["survival"]
+    shared = {
+        "horizon": survival["risk_horizon_days"],
+        "at_risk_days": survival["at_risk_days"],
+    }
+    if analysis in ADJUSTED:
+        shared["covariates"] = config["propensity"]["covariates"]
+        shared["log_transform"] = config["propensity"]["log_transform"]
+        shared["min_missing"] = config["propensity"]["min_missing_for_indicator"]
+    if analysis in {"landmark", "clone_censor_weight"}:
+        shared["grace_days"] = config["study"]["grace_hours"] / 24
+    return {"settings": survival["analyses"][analysis] or {}, **shared}
+
+
+# report -----------------------------------------------------------------------------
+REPORT_TABLES = {
+    "attrition": "results/cohort/attrition.parquet",
+    "ingest_summary": "results/typed/ingest_summary.json",
+    "cohort": "results/cohort/cohort.parquet",
+    "matched": "results/match/matched.parquet",
+    "ps": "results/match/ps.parquet",
+    "balance": "results/match/balance.parquet",
+    "diagnostics": "results/match/diagnostics.json",
+    "estimates": "results/survival/estimates.parquet",
+    "km": "results/survival/km.parquet",
+    "ph_test": "results/survival/ph_test.parquet",
+}
+RECOVERY = "validation/recovery_latest.csv"

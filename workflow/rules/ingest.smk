@@ -9,19 +9,20 @@ rule ingest_table:
         typed="results/typed/{table}.parquet",
         quarantine="results/typed/quarantine/{table}.parquet",
         counts="results/typed/counts/{table}.json",
-    wildcard_constraints:
-        table="|".join(TABLES),
-    params:
-        codelists=CODELISTS,
-        pseudonymise=config["privacy"]["pseudonymise_ids"],
-        key_fingerprint=id_key_fingerprint(),
     log:
         "logs/ingest_table/{table}.log",
     benchmark:
         "results/benchmarks/ingest_table/{table}.tsv"
+    wildcard_constraints:
+        table="|".join(TABLES),
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        pseudonymise=config["privacy"]["pseudonymise_ids"],
+        key_fingerprint=id_key_fingerprint(),
     script:
         "../../scripts/ingest_table.py"
 
@@ -38,5 +39,7 @@ rule summarise_ingest:
     benchmark:
         "results/benchmarks/summarise_ingest.tsv"
     localrule: True
+    conda:
+        CONDA_ENV
     script:
         "../../scripts/summarise_ingest.py"

@@ -9,17 +9,18 @@ if config["synthetic"]["enabled"]:
             **{table: raw_extract(table) for table in TABLES},
             answer_key="results/synthetic/answer_key.parquet",
             defects="results/synthetic/defects.json",
-        params:
-            synthetic=config["synthetic"],
-            study=config["study"],
-            codelists=CODELISTS,
-            fmt=config["extracts"]["format"],
         log:
             "logs/simulate_extracts.log",
         benchmark:
             "results/benchmarks/simulate_extracts.tsv"
+        conda:
+            CONDA_ENV
         resources:
             mem_mb=2000,
             runtime=30,
+        params:
+            synthetic=config["synthetic"],
+            study=config["study"],
+            fmt=config["extracts"]["format"],
         script:
             "../../scripts/simulate_extracts.py"
