@@ -122,3 +122,19 @@ def test_no_effect_no_confounding_gives_similar_arms():
     est = ccw_estimate(df, rng.normal(size=(n, 1)), G, 28, variance=False)
     assert abs(est.risk_difference) < 0.05
     assert abs(est.log_hr) < 0.2
+
+
+def test_weight_grid_bounds_rows_and_stays_close_to_the_exact_weights():
+    from hdank.ccw import ccw_estimate
+
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.normal(size=(n, 1))
+    start = np.where(rng.random(n) < 0.5, rng.uniform(0.1, 10, n), np.nan)
+    df = pd.DataFrame({"patient_id": np.arange(n), "time": rng.uniform(0.5, 28, n),
+                       "event": (rng.random(n) < 0.3).astype(int), "anakinra_start_day": start})
+    exact = ccw_estimate(df, x, 2.0, 28.0)
+    daily = ccw_estimate(df, x, 2.0, 28.0, grid=1.0)
+    assert len(daily.rows) <= 2 * n * 29 < len(exact.rows)  # grid rows do not grow with start times
+    assert abs(daily.risk_difference - exact.risk_difference) < 0.02
+    assert abs(daily.log_hr - exact.log_hr) < 0.05

@@ -399,14 +399,14 @@ def landmark(extended: pd.DataFrame, *, covariates: list[str], grace_days: float
 def clone_censor_weight_analysis(extended: pd.DataFrame, *, covariates: list[str],
                                  log_transform: tuple[str, ...] | list[str] = (), min_missing: int = 1,
                                  grace_days: float, horizon: float, at_risk_days: list[float],
-                                 bootstrap: int = 200, seed: int = 4242,
+                                 bootstrap: int = 200, seed: int = 4242, weight_grid_days: float | None = None,
                                  name: str = "clone_censor_weight"):
     """Clone-censor-weight emulation of the target trial (see :mod:`hdank.ccw`)."""
     df = _require(extended, "extended", name,
                   ["patient_id", "time", "event", "anakinra_start_day"]).reset_index(drop=True)
     Xc, _ = covariate_design(df, covariates, log_transform, min_missing)
     res = clone_censor_weight(df, Xc.to_numpy(float), grace_days, horizon, n_boot=bootstrap,
-                              seed=seed)
+                              seed=seed, grid=weight_grid_days)
     est = res["estimate"]
     hr = math.exp(est.log_hr)
     se = res["se_log_hr"]
@@ -421,7 +421,9 @@ def clone_censor_weight_analysis(extended: pd.DataFrame, *, covariates: list[str
                      f"{_fmt_days(grace_days)} d: clones of 'HD-ANK within grace' censored at "
                      "the grace end if not started, clones of 'no anakinra' censored at "
                      "anakinra start; IPCW from a logistic model (start by grace) and a Cox "
-                     "model (time to start) on the propensity covariates; weighted KM "
+                     "model (time to start) on the propensity covariates, "
+                     + ("updated at every start time" if weight_grid_days is None
+                        else f"updated on a {weight_grid_days:g}-day grid") + "; weighted KM "
                      f"{_fmt_days(horizon)}-day risks and weighted Cox HR; 95% percentile "
                      f"bootstrap CI over patients ({res['n_boot_ok']}/{bootstrap} replicates, "
                      f"seed {seed}); p from the bootstrap SE of log HR. Events are clone "
@@ -477,7 +479,8 @@ def _run_ccw(s, **k):
     return clone_censor_weight_analysis(
         k["extended"], covariates=k["covariates"], grace_days=k["grace_days"],
         log_transform=k["log_transform"], min_missing=k["min_missing"], horizon=k["horizon"], at_risk_days=k["at_risk_days"],
-        bootstrap=int(s.get("bootstrap", 200)), seed=int(s.get("seed", 4242)))
+        bootstrap=int(s.get("bootstrap", 200)), seed=int(s.get("seed", 4242)),
+        weight_grid_days=s.get("weight_grid_days"))
 
 
 #: Analysis name (config key) -> runner.

@@ -221,11 +221,15 @@ class CCWResult:
 
 
 def ccw_estimate(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, *,
-                 cluster: np.ndarray | None = None, variance: bool = True) -> CCWResult:
+                 cluster: np.ndarray | None = None, variance: bool = True,
+                 grid: float | None = None) -> CCWResult:
     """Clone, censor, weight and estimate once (no bootstrap).
 
     A clones are split at G and B clones at the start times of the deviation model, the only
-    points where their weights change.
+    points where their weights change (exact, but rows grow as clones x distinct start times,
+    which is quadratic in the cohort size); with ``grid`` (days), B clones are split on that
+    grid instead and each row carries the weight at its end (discrete-time IPCW; rows grow as
+    clones x horizon / grid).
 
     Parameters
     ----------
@@ -235,6 +239,8 @@ def ccw_estimate(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, 
         Baseline covariates of the deviation models (no missing values).
     grace, horizon : float
         Grace period and risk horizon (days).
+    grid : float, optional
+        Width (days) of the grid on which B-clone weights are updated; None = exact.
     cluster : array, optional
         Cluster of each patient (bootstrap copies); default ``patient_id``.
     variance : bool
@@ -248,7 +254,8 @@ def ccw_estimate(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, 
     # split where the weights change: A clones at G, B clones at the start times
     is_a = clones["a"] == 1
     rows = pd.concat([split_clones(clones[is_a], np.array([grace])),
-                      split_clones(clones[~is_a], model["haz_times"])], ignore_index=True)
+                      split_clones(clones[~is_a], model["haz_times"] if grid is None
+                                   else np.arange(grid, horizon, grid))], ignore_index=True)
     rows["weight"] = _weight_rows(rows, model, grace)
     rows = rows[rows["weight"] > 0]
     km = {}
@@ -281,7 +288,7 @@ def ccw_estimate(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, 
 
 def clone_censor_weight(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, *,
                         n_boot: int = 200, seed: int = 4242,
-                        conf_level: float = 0.95) -> dict:
+                        conf_level: float = 0.95, grid: float | None = None) -> dict:
     """Clone-censor-weight estimate with a percentile bootstrap over patients.
 
     Returns
@@ -293,7 +300,7 @@ def clone_censor_weight(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: 
     """
     df = df.reset_index(drop=True)
     X = np.asarray(X, float)
-    est = ccw_estimate(df, X, grace, horizon)
+    est = ccw_estimate(df, X, grace, horizon, grid=grid)
     rng = np.random.default_rng(seed)
     n = len(df)
     reps = []
@@ -301,7 +308,7 @@ def clone_censor_weight(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: 
         idx = rng.integers(0, n, n)
         try:
             r = ccw_estimate(df.iloc[idx], X[idx], grace, horizon, cluster=np.arange(n),
-                             variance=False)
+                             variance=False, grid=grid)
             reps.append((r.risk_a, r.risk_b, r.risk_difference, r.log_hr))
         except (ValueError, np.linalg.LinAlgError):
             reps.append((np.nan,) * 4)
