@@ -60,7 +60,8 @@ def closure(script: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def declared(tmp_path_factory) -> dict[str, set[str]]:
     flow = Workflow.copy(tmp_path_factory.mktemp("code_inputs"))
-    proc = flow.snakemake("--dry-run", "--forceall", "results/match/complete_case/matched.parquet", "all")
+    proc = flow.snakemake("--dry-run", "--forceall", "results/match/complete_case/matched.parquet",
+                          "results/check/contract_check.html", "all")
     out: dict[str, set[str]] = {}
     rule = None
     for line in (proc.stdout + proc.stderr).splitlines():

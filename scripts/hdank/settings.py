@@ -8,6 +8,7 @@ name the key as a dotted path.
 from __future__ import annotations
 
 import copy
+import difflib
 from datetime import date
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def load_schema(path: str | Path) -> dict:
 
 def validate(config: dict, schema: dict) -> dict:
     """Return a copy of ``config`` with defaults filled in; raise :class:`ConfigError`."""
-    config = copy.deepcopy(config)
+    config = coerce_strings(copy.deepcopy(config), schema)
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -40,13 +41,41 @@ def validate(config: dict, schema: dict) -> dict:
     return config
 
 
+def coerce_strings(node, schema: dict):
+    """Turn the strings of ``snakemake --config a='{b: false}'`` into the schema's types.
+
+    Snakemake parses a nested ``--config`` value with YAML's base loader, which keeps every
+    scalar a string (``'false'``, ``'500'``); a string where the schema wants a boolean,
+    integer or number is converted when it reads as one (anything else is left for the
+    validator to report).
+    """
+    kind = schema.get("type")
+    if isinstance(node, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in node:
+                node[key] = coerce_strings(node[key], sub)
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(item, schema["items"]) for item in node]
+    elif isinstance(node, str) and kind in ("boolean", "integer", "number"):
+        text = node.strip()
+        if kind == "boolean" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        try:
+            return int(text) if kind == "integer" else float(text)
+        except ValueError:
+            return node
+    return node
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
         known = error.schema.get("properties", {})
-        unknown = ", ".join(f"'{key}.{k}'" if key != "<top level>" else f"'{k}'"
-                            for k in error.instance if k not in known)
-        return f"  config key {unknown}: unknown key (allowed here: {', '.join(sorted(known))})"
+        stray = [k for k in error.instance if k not in known]
+        unknown = ", ".join(f"'{key}.{k}'" if key != "<top level>" else f"'{k}'" for k in stray)
+        close = [f"'{m[0]}'" for k in stray if (m := difflib.get_close_matches(str(k), list(known), n=1))]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"  config key {unknown}: unknown key{hint} (allowed here: {', '.join(sorted(known))})"
     what = error.schema.get("description", "")
     return f"  config key '{key}': {error.message}" + (f" [{what}]" if what else "")
 

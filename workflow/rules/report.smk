@@ -4,7 +4,7 @@ rule render_report:
         **REPORT_TABLES,
         raw=[raw_extract(table) for table in TABLES],
         recovery=[RECOVERY] if Path(RECOVERY).exists() else [],
-        templates=sorted(str(p) for p in Path("workflow/templates").glob("*")),
+        templates=sorted(str(p) for p in Path("workflow/templates").glob("report*")),
         code=lib(
             "covariates",
             "codelists",
