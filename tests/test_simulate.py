@@ -277,4 +277,8 @@ def test_edge_cases_are_present(key, tables):
 def test_confounding_makes_hdank_patients_sicker(key):
     eligible = key[key["status"] == "eligible"]
     risk = eligible.groupby("arm")["event"].mean()
-    assert risk["hdank"] > risk["soc"] + 0.1  # the crude comparison is confounded by severity
+    crp = eligible.groupby("arm")["cov_num_crp"].median()
+    age = eligible.groupby("arm")["cov_num_age"].mean()
+    # with a true HR of 1, the crude comparison is confounded by severity (confounding 0.5)
+    assert risk["hdank"] > risk["soc"] + 0.05
+    assert crp["hdank"] > crp["soc"] and age["hdank"] > age["soc"]
