@@ -3,7 +3,9 @@
 One CSV per vocabulary in the code-list folder, ``code,concept[,factor,unit]``.  A site adapts
 the study by editing these files, not the code.  ICD-10 codes match by prefix on the code
 without its dot (``E11`` matches ``E11.9`` and ``E119``); all other vocabularies match exactly
-(support codes and PCR result texts case-insensitively).
+(support codes and PCR result texts case-insensitively).  ``loinc.csv`` may add
+``plausible_min,plausible_max``: the range of a lab value in the canonical unit outside which
+ingest quarantines it as ``implausible_value`` (empty = no limit).
 """
 
 from __future__ import annotations
@@ -66,6 +68,18 @@ class CodeLists:
         rows = self.loinc.dropna(subset=["unit"])
         return dict(zip(rows["concept"], rows["unit"]))
 
+    def plausible_range(self, loinc: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """Plausible (min, max) of each lab code's value in the canonical unit; NaN = no limit.
+
+        From the optional ``plausible_min,plausible_max`` columns of ``loinc.csv``.
+        """
+        key = loinc.astype("string").str.strip()
+        table = self.loinc.assign(code=self.loinc["code"].str.strip())
+        bounds = [pd.to_numeric(key.map(dict(zip(table["code"], table[col]))), errors="coerce").astype(float)
+                  if col in table.columns
+                  else pd.Series(np.nan, index=loinc.index) for col in ("plausible_min", "plausible_max")]
+        return bounds[0], bounds[1]
+
     def codes_of(self, vocabulary: str, concept: str) -> list[str]:
         table: pd.DataFrame = getattr(self, vocabulary)
         return table.loc[table["concept"] == concept, "code"].tolist()
@@ -97,11 +111,13 @@ def load(directory: str | Path) -> CodeLists:
         dup = df[df.duplicated(key, keep=False)]
         if len(dup):
             raise CodeListError(f"{path}: duplicate {'/'.join(key)} on lines {', '.join(str(i + 2) for i in dup.index[:5])}")
-        if "factor" in df.columns:
-            factor = pd.to_numeric(df["factor"], errors="coerce")
-            bad = df["factor"].notna() & ~np.isfinite(factor.fillna(np.nan))
+        for column in ("factor", "plausible_min", "plausible_max"):  # numbers; empty = none
+            if column not in df.columns:
+                continue
+            number = pd.to_numeric(df[column], errors="coerce").astype("float64")  # NA -> NaN
+            bad = df[column].notna() & ~np.isfinite(number)
             if bad.any():
-                raise CodeListError(f"{path}: column factor not a number on lines {', '.join(str(i + 2) for i in df.index[bad][:5])}")
-            df["factor"] = factor
+                raise CodeListError(f"{path}: column {column} not a number on lines {', '.join(str(i + 2) for i in df.index[bad][:5])}")
+            df[column] = number
         frames[name] = df
     return CodeLists(**frames)

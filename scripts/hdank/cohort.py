@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hdank.covariates import COMORBIDITIES, COVARIATES, LAB_COVARIATES
+from hdank.errors import StudyError
 
 DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)
@@ -305,6 +306,32 @@ def read_typed(paths: dict[str, str]) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def check_arms(result: CohortResult) -> None:
+    """Stop with a :class:`StudyError` when nobody is eligible or an arm is empty."""
+    n_admissions = int(result.attrition["remaining"].iloc[0])
+    n_hdank = int(result.cohort["treated"].sum())
+    n_soc = int(len(result.cohort)) - n_hdank
+    if n_hdank and n_soc:
+        return
+    rules = result.attrition.iloc[1:]
+    top = rules[rules["excluded"] > 0].sort_values("excluded", ascending=False, kind="stable").head(3)
+    largest = ", ".join(f"{r.rule} {r.excluded}" for r in top.itertuples()) or "none"
+    if not len(result.cohort):
+        problem = (f"no eligible patient: 0 of {n_admissions} admissions meet the protocol. Largest "
+                   f"exclusions (attrition rule: admissions): {largest}")
+    elif not n_hdank:
+        problem = (f"the HD-ANK arm is empty: 0 HD-ANK and {n_soc} SOC patients meet the protocol (of "
+                   f"{n_admissions} admissions); the comparison needs both arms. Nobody eligible received "
+                   f"IV anakinra at the high dose within the grace period: check the anakinra rows of the "
+                   f"medications extract, the anakinra code of the atc code list and study.hdank_*")
+    else:
+        problem = (f"the SOC arm is empty: 0 SOC and {n_hdank} HD-ANK patients meet the protocol (of "
+                   f"{n_admissions} admissions); the comparison needs both arms")
+    raise StudyError(f"{problem}. Check the extracts (results/typed/ingest_summary.json), the code lists "
+                     f"and the study settings of the config.\nAttrition:\n"
+                     f"{result.attrition.to_string(index=False)}")
+
+
 def build_cohort_files(typed: dict[str, str], codelists_dir: str, study: dict,
                        cohort_out: str, extended_out: str, attrition_out: str, status_out: str) -> None:
     """File-level cohort stage (called by the Snakemake adapter)."""
@@ -315,6 +342,7 @@ def build_cohort_files(typed: dict[str, str], codelists_dir: str, study: dict,
     codes = codelists.load(codelists_dir)
     positive = codes.pcr_results.loc[codes.pcr_results["concept"] == "positive", "code"].tolist()
     result = build_cohort(read_typed(typed), study, positive)
+    check_arms(result)
     io.write_parquet(result.cohort, cohort_out)
     io.write_parquet(result.extended, extended_out)
     io.write_parquet(result.attrition, attrition_out)

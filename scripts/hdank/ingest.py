@@ -108,13 +108,17 @@ def read_extract(path: str | Path, spec: Table) -> tuple[pd.DataFrame, list[str]
                                        include_columns=spec.names, null_values=[""],
                                        strings_can_be_null=True, quoted_strings_can_be_null=True)
         try:
-            table = pacsv.read_csv(path, convert_options=convert)
+            table = pacsv.read_csv(path, convert_options=convert,  # names as checked (stripped)
+                                   read_options=pacsv.ReadOptions(column_names=header, skip_rows=1))
         except pyarrow.ArrowInvalid as exc:
             raise ContractError(_csv_problem(path, exc)) from None
         except (OSError, EOFError) as exc:
-            raise ContractError(f"{path}: cannot be read ({exc}); is the file truncated or not gzip?") from None
+            raise ContractError(_unreadable(path, exc)) from None
         df = table.to_pandas(types_mapper={pyarrow.string(): pd.StringDtype()}.get)
         df.insert(0, "row", np.arange(2, len(df) + 2, dtype=np.int64))
+    if df.empty:
+        raise ContractError(f"{path}: no data rows, only the header (line 1); the extract of table "
+                            f"'{spec.name}' is empty: re-export it.")
     extra = [c for c in header if c not in spec.names]
     return df, extra
 
@@ -129,13 +133,17 @@ def _csv_header(path: Path, spec: Table) -> list[str]:
             raise ContractError(f"{path}: file has no header; expected columns {', '.join(spec.names)}.") from None
         raise ContractError(_csv_problem(path, exc)) from None
     except (OSError, EOFError) as exc:
-        raise ContractError(f"{path}: cannot be read ({exc}); is the file truncated or not gzip?") from None
+        raise ContractError(_unreadable(path, exc)) from None
     if not header:
         raise ContractError(f"{path}: file has no header; expected columns {', '.join(spec.names)}.")
     return [h.strip() for h in header]
 
 
 def _check_header(path: Path, header: list[str], spec: Table) -> None:
+    twice = [c for c in spec.names if header.count(c) > 1]
+    if twice:
+        raise ContractError(f"{path}: column(s) {', '.join(twice)} appear more than once in the header "
+                            f"(line 1); keep one. Found: {', '.join(header)}.")
     missing = [c for c in spec.names if c not in header]
     if not missing:
         return
@@ -147,29 +155,88 @@ def _check_header(path: Path, header: list[str], spec: Table) -> None:
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
         hints.append("the header is one column: is the delimiter not a comma?")
     hint = f" ({'; '.join(hints)})" if hints else ""
-    raise ContractError(f"{path}: column(s) {', '.join(missing)} missing{hint}. Found: {', '.join(header)}.")
+    raise ContractError(f"{path}: column(s) {', '.join(missing)} missing from the header (line 1){hint}. "
+                        f"Found: {', '.join(header)}.")
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Message for a file that cannot be decompressed, with the last line that can be read."""
+    import zlib
+
+    lines, broken = 0, False
+    if path.name.endswith(".gz"):
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        with open(path, "rb") as fh:
+            try:
+                while chunk := fh.read(1 << 20):
+                    lines += inflate.decompress(chunk).count(b"\n")
+                broken = not inflate.eof
+            except zlib.error:
+                broken = True
+    where = f"; it breaks off after line {lines}" if broken and lines else ""
+    return f"{path}: cannot be read ({exc}){where}; is the file truncated or not gzip?"
 
 
 def _csv_problem(path: Path, exc: Exception) -> str:
     text = str(exc)
     if "invalid UTF8" in text:
-        line = _first_non_utf8_line(path)
-        where = f" on line {line}" if line else ""
+        line, column = _first_non_utf8_line(path)
+        where = (f" on line {line}" if line else "") + (f", column {column}" if column else "")
         return (f"{path}: not valid UTF-8{where}; re-export the table as UTF-8 "
                 f"(for example with iconv -f latin1 -t utf-8).")
+    fields = re.search(r"Expected (\d+) columns, got \d+", text)
+    if fields:
+        lines = pd.Series(_ragged_lines(path, int(fields.group(1))), dtype="int64")
+        if len(lines):
+            return (f"{path}: {_rows(lines)} do not have the {fields.group(1)} fields of the header "
+                    f"(line 1); is a value with a comma or a quote not quoted? ({text.splitlines()[0]})")
     return f"{path}: cannot be parsed as CSV: {text}"
 
 
-def _first_non_utf8_line(path: Path) -> int | None:
+def _ragged_lines(path: Path, n_fields: int) -> list[int]:
+    """Line numbers (where the record starts) of CSV records without ``n_fields`` fields."""
+    import csv
     import gzip
+
     opener = gzip.open if path.name.endswith(".gz") else open
+    out, end = [], 0
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if record and len(record) != n_fields:
+                out.append(start)
+    return out
+
+
+def _first_non_utf8_line(path: Path) -> tuple[int | None, str | None]:
+    """Line number and column (header name) of the first bytes that are not UTF-8."""
+    import csv
+    import gzip
+
+    def fields(line: bytes) -> list[str]:
+        return next(csv.reader([line.decode("latin-1")]), [])
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    header: list[str] = []
     with opener(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
+            if number == 1:
+                header = [h.strip() for h in fields(line.removeprefix(b"\xef\xbb\xbf"))]
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
-                return number
-    return None
+                bad = [i for i, f in enumerate(fields(line)) if not _is_utf8(f.encode("latin-1"))]
+                return number, (header[bad[0]] if bad and bad[0] < len(header) else None)
+    return None, None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _as_text(column: pyarrow.ChunkedArray, kind: str) -> pd.Series:
@@ -306,6 +373,8 @@ def map_codes(typed: pd.DataFrame, spec: Table, codes: CodeLists, reason: pd.Ser
         reason = _first(reason, unknown, "unknown_unit")
         typed["value"] = typed["value"].where(~has_unit, typed["value"] * factor)
         typed["unit"] = typed["unit"].where(~has_unit, typed["concept"].map(canonical).astype("string"))
+        lo, hi = codes.plausible_range(typed["loinc"])  # loinc.csv, canonical unit
+        reason = _first(reason, (typed["value"] < lo) | (typed["value"] > hi), "implausible_value")
     elif spec.name == "medications":
         typed["concept"] = codes.concept_of("atc", typed["atc"])
         atc = codes.atc.set_index("code")

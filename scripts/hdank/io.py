@@ -8,6 +8,7 @@ data give byte-identical files.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -25,6 +26,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):  # left by a killed write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     try:

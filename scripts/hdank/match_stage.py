@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hdank.balance import balance_gate, balance_matrix, balance_table
+from hdank.errors import StudyError
 from hdank.matching import PropensityScoreMatcher
 from hdank.propensity import PropensityModel, PropensityModelError, iptw_weights, overlap_weights
 
@@ -169,6 +170,13 @@ def match_files(cohort: str, propensity: dict, matching: dict, weights: dict, ba
         io.write_json({"failed": str(error), "propensity": {"missing": propensity.get("missing")}},
                       diagnostics_out)
         return
+    if not sensitivity and diagnostics["n_treated_matched"] == 0:
+        width = diagnostics["caliper_logit"]
+        raise StudyError(
+            f"matching left both matched arms empty: 0 of {diagnostics['n_treated']} HD-ANK patients have a "
+            f"SOC match (of {diagnostics['n_control']}) within the caliper of matching.caliper_sd = "
+            f"{diagnostics['caliper_sd']} SD of the logit ({'none' if width is None else f'{width:.3g}'}); the "
+            f"primary analysis needs matched pairs. Widen matching.caliper_sd or check the propensity model.")
     io.write_parquet(ps_df, ps_out)
     io.write_parquet(matched_df, matched_out)
     io.write_parquet(balance_df, balance_out)

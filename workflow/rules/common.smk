@@ -57,6 +57,24 @@ def raw_extract(table):
     return extract_path(directory, table, config["extracts"]["format"])
 
 
+def check_site_extracts():
+    """A site's missing extract stops the run before any job, even when earlier results exist."""
+    missing = [
+        f"{raw_extract(t)}: file not found. The extract of table '{t}' is required"
+        for t in TABLES
+        if not Path(raw_extract(t)).exists()
+    ]
+    if missing and not config["synthetic"]["enabled"]:
+        raise WorkflowError(
+            "\n".join(missing)
+            + f" (extracts.dir = {config['extracts']['dir']}, extracts.format = "
+            f"{config['extracts']['format']}); no job was started."
+        )
+
+
+check_site_extracts()
+
+
 def parent_typed(wildcards):
     """Typed parent table whose keys the table's foreign key must find."""
     parent = CONTRACT[wildcards.table].parent

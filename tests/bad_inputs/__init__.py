@@ -1,0 +1,1 @@
+"""The bad-input corpus: hostile or broken extracts, each one mutation of valid simulated extracts."""
