@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -84,17 +83,6 @@ def output_hashes(root: Path) -> dict[str, str]:
         if path.is_file() and hashed and not rel.startswith(NOT_HASHED):
             out[rel] = sha256(path)
     return out
-
-
-_RUN_TIMES = re.compile(r"<h3>Run times per rule</h3>.*?</div>", re.S)
-
-
-def without_run_times(html: str) -> str:
-    """The report without its "Run times per rule" block (wall times and memory of each job,
-    read from the Snakemake benchmark files), the one part that differs between identical runs."""
-    stripped, n = _RUN_TIMES.subn("<h3>Run times per rule</h3>[removed]</div>", html)
-    assert n == 1, "the report has no 'Run times per rule' block; update without_run_times()"
-    return stripped
 
 
 def temporary_files(root: Path) -> list[str]:

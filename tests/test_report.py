@@ -474,3 +474,17 @@ def test_methods_text_follows_the_config(tmp_path):
     assert "grace period of 36 h" in methods
     assert "|SMD| &lt; 0.085" in methods
     assert "0.2 SD" not in methods and "48 h" not in methods
+
+
+def test_run_times_shown_unless_source_date_epoch_asks_for_a_reproducible_report(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    kwargs = fabricate(tmp_path, hostile=False)
+    render_report_files(**kwargs)
+    html = Path(kwargs["html_out"]).read_text()
+    block = html[html.index("<h3>Run times per rule</h3>"):]
+    assert "<td class=\"num\">" in block[:block.index("</div>")]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    render_report_files(**kwargs)
+    html = Path(kwargs["html_out"]).read_text()
+    assert "Left out because <code>SOURCE_DATE_EPOCH</code> is set" in html
+    assert not pd.read_csv(Path(kwargs["tables_dir"]) / "benchmarks.csv").empty

@@ -15,6 +15,7 @@ import dataclasses
 import io as _io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -684,12 +685,17 @@ def provenance_context(inputs: dict[str, str], config_files: list[str], raw_file
     hashes = provenance.hash_files(files)
     bench = [b for b in provenance.benchmarks(benchmark_dir)
              if b.rule != REPORT_RULE and not b.rule.startswith(REPORT_RULE + "/")]
+    # SOURCE_DATE_EPOCH asks for a reproducible report: the run times (measurements that
+    # differ between identical runs) then stay out of the HTML, in tables/benchmarks.csv only
+    reproducible = "SOURCE_DATE_EPOCH" in os.environ
     return {
         "date": provenance.run_date(),
         "git": provenance.git_state(),
         "hashes": hashes,
         "packages": provenance.package_versions(),
-        "benchmarks": bench,
+        "benchmarks": [] if reproducible else bench,
+        "benchmarks_all": bench,
+        "benchmarks_omitted": reproducible and bool(bench),
         "benchmark_total": sum(b.seconds for b in bench),
     }
 
@@ -809,7 +815,7 @@ def build_context(inputs: dict[str, str], config: dict, config_files: list[str],
     prov = context["provenance"]
     tables["provenance_files"] = pd.DataFrame([h.__dict__ for h in prov["hashes"]])
     tables["provenance_packages"] = pd.DataFrame(prov["packages"], columns=["package", "version"])
-    tables["benchmarks"] = pd.DataFrame([b.__dict__ for b in prov["benchmarks"]],
+    tables["benchmarks"] = pd.DataFrame([b.__dict__ for b in prov["benchmarks_all"]],
                                         columns=["rule", "seconds", "hms", "max_rss_mb", "cpu_time"])
     return context, tables, figures
 
