@@ -92,7 +92,7 @@ def check(capsys, folder: Path, out: Path, *extra: str) -> tuple[int, str]:
 
 
 def config_error(site: dict) -> str:
-    merged = contract_check.settings_merge(copy.deepcopy(CONFIG), site)
+    merged = settings.deep_merge(copy.deepcopy(CONFIG), site)
     with pytest.raises(settings.ConfigError) as error:
         settings.validate(merged, SCHEMA)
     return str(error.value)
@@ -227,7 +227,7 @@ def test_worked_code_list_example_runs_as_shown(extracts, tmp_path, capsys):
 def test_site_yaml_example_validates_when_merged_over_the_default():
     site = [b for b in _blocks("yaml") if b.startswith("# site.yaml")]
     assert len(site) == 1
-    merged = contract_check.settings_merge(copy.deepcopy(CONFIG), yaml.safe_load(site[0]))
+    merged = settings.deep_merge(copy.deepcopy(CONFIG), yaml.safe_load(site[0]))
     config = settings.validate(merged, SCHEMA)
     assert config["synthetic"]["enabled"] is False
     assert config["extracts"] == {"dir": "/data/export", "format": "csv.gz"}
@@ -237,7 +237,7 @@ def test_site_yaml_example_validates_when_merged_over_the_default():
 
 def test_the_config_example_of_the_command_line_validates():
     """--config values arrive as strings from Snakemake's YAML base loader; they are coerced."""
-    merged = contract_check.settings_merge(copy.deepcopy(CONFIG), {
+    merged = settings.deep_merge(copy.deepcopy(CONFIG), {
         "synthetic": {"enabled": "false"}, "extracts": {"dir": "/data/export", "format": "csv.gz"}})
     config = settings.validate(merged, SCHEMA)
     assert config["synthetic"]["enabled"] is False

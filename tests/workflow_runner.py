@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from hdank.settings import deep_merge
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 COPY = ["Snakefile", "workflow", "scripts", "config", "resources", "validation"]
@@ -44,7 +46,7 @@ class Workflow:
     def set_config(self, **sections) -> None:
         """Deep-merge ``sections`` into config/config.yaml."""
         config = yaml.safe_load(self.config_path.read_text())
-        _merge(config, sections)
+        deep_merge(config, sections)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def snakemake(self, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -78,11 +80,3 @@ def parse_jobs(text: str) -> list[str]:
         if w and jobs and "[" not in jobs[-1]:
             jobs[-1] = f"{jobs[-1]}[{w.group(1).strip()}]"
     return sorted(jobs)
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -42,8 +41,7 @@ Z = 1.959963984540054
 
 
 def load_config() -> dict:
-    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    return settings.validate(raw, settings.load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return settings.load_config([ROOT / "config" / "config.yaml"])
 
 
 def one_replicate(args: tuple[int, float, dict]) -> list[dict]:

@@ -39,6 +39,7 @@ import jinja2
 import pandas as pd
 
 from hdank import codelists as codelists_mod
+from hdank import settings
 from hdank.codelists import CodeLists
 from hdank.contract import CONTRACT, TABLES, extract_path
 from hdank.covariates import COMORBIDITIES, COVARIATES, LAB_COVARIATES
@@ -740,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     for stale in (html, txt):  # a summary of an earlier check must not outlive this one
         Path(stale).unlink(missing_ok=True)
     try:
-        config = load_config(args.configfile)
+        config = settings.load_config(args.configfile)
         extracts, fmt = args.extracts, args.format
         if not extracts:
             if config["synthetic"]["enabled"]:
@@ -765,32 +766,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: {warning}")
     print(f"Summary: {html} and {txt}")
     return 0
-
-
-def load_config(files: list[str]) -> dict:
-    """The config files merged in order (as Snakemake merges ``--configfile``), validated."""
-    import yaml
-
-    from hdank import settings
-
-    config: dict = {}
-    for name in files:
-        path = Path(name)
-        if not path.exists():
-            raise UserError(f"{path}: config file not found.")
-        settings_merge(config, yaml.safe_load(path.read_text()) or {})
-    root = Path(__file__).resolve().parents[2]
-    return settings.validate(config, settings.load_schema(root / "workflow" / "schemas" / "config.schema.yaml"))
-
-
-def settings_merge(base: dict, extra: dict) -> dict:
-    """Merge ``extra`` into ``base`` key by key (as Snakemake merges --configfile files)."""
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            settings_merge(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 if __name__ == "__main__":

@@ -121,3 +121,26 @@ def check_consistency(config: dict) -> None:
         problems.append(f"config key 'survival.risk_horizon_days': {horizon} exceeds study.followup_days")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """Merge ``extra`` into ``base`` key by key, as Snakemake merges ``--configfile`` files."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(files: list[str | Path], overrides: dict | None = None) -> dict:
+    """Config files merged in order, then ``overrides``; validated with defaults filled."""
+    config: dict = {}
+    for name in files:
+        path = Path(name)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found.")
+        deep_merge(config, yaml.safe_load(path.read_text()) or {})
+    deep_merge(config, overrides or {})
+    root = Path(__file__).resolve().parents[2]
+    return validate(config, load_schema(root / "workflow" / "schemas" / "config.schema.yaml"))

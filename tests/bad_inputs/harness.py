@@ -48,17 +48,7 @@ N_ADMISSIONS = 2000
 
 def load_config(overrides: dict | None = None) -> dict:
     """The repository's config (validated, defaults filled) with ``overrides`` merged in."""
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    _merge(config, overrides or {})
-    return settings.validate(config, settings.load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
+    return settings.load_config([ROOT / "config" / "config.yaml"], overrides)
 
 
 # ------------------------------------------------------------------------------- extracts
