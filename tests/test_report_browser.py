@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 
 from conftest import require_program
 from test_report import fabricate
@@ -190,3 +191,22 @@ def test_report_in_headless_chromium(tmp_path):
     assert page.title.startswith("High-dose anakinra")
     assert len(page.figures_drawn) == 5 and all(page.figures_drawn), "an inline SVG figure did not render"
     assert page.height > 3000 and page.width >= 1000
+
+
+@pytest.mark.e2e
+def test_default_run_report_in_headless_chromium(tmp_path_factory, tmp_path):
+    """The report of the default workflow run (the shared clean run), not a fabricated one."""
+    import html5lib
+
+    from shared_runs import clean_run
+
+    chromium = require_program("chromium")
+    bash = require_program("bash")
+    report = clean_run(tmp_path_factory, "clean-a") / "results" / "report" / "report.html"
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(report.read_text())
+    page = visit(chromium, report, tmp_path / "chromium-profile", bash=bash)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-default-run.png").write_bytes(page.png)
+    assert not page.console_errors and not page.exceptions and not page.log_errors
+    assert page.requests == [page.url], f"requests other than the page itself: {page.requests}"
+    assert len(page.figures_drawn) == 5 and all(page.figures_drawn)
