@@ -616,7 +616,8 @@ def fmt(x, spec=",.0f", none="-"):
     return none if x is None else format(x, spec)
 
 
-def print_size_table(n: int, rows: list[dict], run: RunResult, cores: int, bootstrap: int) -> None:
+def print_size_table(n: int, rows: list[dict], run: RunResult, cores: int, bootstrap: int,
+                     passes: list[dict] | None = None) -> None:
     print(f"\n### {n:,} admissions  (snakemake --cores {cores}; CCW bootstrap {bootstrap}; "
           f"load before {run.load_before}, after {run.load_after})")
     head = (f"| {'job':<50} | {'wall s':>7} | {'CPU s':>7} | {'CPU s mon':>9} | {'peak MiB':>8} | "
@@ -643,6 +644,10 @@ def print_size_table(n: int, rows: list[dict], run: RunResult, cores: int, boots
     print(f"  sum of job wall {sum_s:.1f} s, sum of job CPU (TSV) {sum_cpu:.1f} s; total CPU = snakemake "
           f"and every job (rusage); peak = largest single job (VmHWM); max_rss = Snakemake's sampled RSS; "
           f"load = the TSV's mean_load (% of one core)")
+    if passes and len(passes) > 1:
+        parts = [f"{p['label'] if p['label'] != 'ok' else 'cold run'} {p['run']['wall']:.1f} s" for p in passes]
+        print(f"  passes: {' + '.join(parts)} = {sum(p['run']['wall'] for p in passes):.1f} s wall, "
+              f"{sum(p['run']['cpu'] for p in passes):.1f} s CPU")
     for s in stopped_jobs(run):
         print(f"  STOPPED: {s['job']} {s['reason']}: elapsed {s['elapsed_s']} s, CPU {s['cpu_s']} s, "
               f"RSS {s['rss_mib']} MiB (peak {s['peak_mib']} MiB), load {s['load']}; "
@@ -651,7 +656,8 @@ def print_size_table(n: int, rows: list[dict], run: RunResult, cores: int, boots
         if r["status"] == "not run" and r["mon_elapsed"] is not None:
             print(f"  FAILED: {r['job']} ran {r['mon_elapsed']:.1f} s and exited with an error "
                   f"(see logs/ in the scratch copy)")
-    if not run.ok and not stopped_jobs(run):
+    if not run.ok and not stopped_jobs(run) and all(r["status"] != "not run" or r["mon_elapsed"] is not None
+                                                    for r in rows) is False:
         print(f"  FAILED (rc {run.returncode}):\n{run.stderr_tail}")
 
 
@@ -739,10 +745,13 @@ def print_targets(results: dict[int, dict], cold4: dict | None) -> list[str]:
     big = max(results)
     res = results[big]
     if big >= 1_000_000:
-        w = res["run"]["wall"]
-        ok = res["run"]["ok"] and w < TARGETS["total_1m_s"]
+        passes = res.get("passes") or [{"run": res["run"]}]
+        w = sum(p["run"]["wall"] for p in passes)
+        complete = res["run"]["ok"]
+        ok = complete and w < TARGETS["total_1m_s"]
         lines.append(f"{big:,} admissions: full workflow {w:.0f} s"
-                     + ("" if res["run"]["ok"] else " (INCOMPLETE)")
+                     + ("" if complete else f" over {len(passes)} passes, INCOMPLETE (stopped, failed or "
+                                            f"retried jobs)")
                      + f" (target < {TARGETS['total_1m_s']:.0f} s): {'met' if ok else 'MISSED'}")
     for n, res in sorted(results.items()):
         peaks = [(r["mon_peak_mib"] or 0, r["job"]) for r in res["rows"]]
@@ -896,11 +905,11 @@ def main(argv=None) -> None:
                 res["rows"], res["final_stops"] = rows, final_stops
             save()
         run = RunResult(**{**asdict(run), "stopped": final_stops})
-        print_size_table(n, rows, run, args.cores, args.bootstrap)
+        print_size_table(n, rows, run, args.cores, args.bootstrap, res["passes"])
         if completion:
             print_completion(completion)
-        finished = all(r["status"] != "not run" for r in rows) and (
-            not final_stops or (completion or {}).get("ok"))
+        finished = (completion or {}).get("ok") or (
+            not final_stops and all(r["status"] != "not run" for r in rows))
         if finished:
             print(f"    baselines (load {load()}) ...", flush=True)
             res["baselines"] = {
@@ -969,7 +978,7 @@ def reprint(files: list[Path]) -> None:
         cold4 = data.get("cold_default") or cold4
     for n, res in sorted(results.items()):
         run = RunResult(**{**res["run"], "stopped": res.get("final_stops", res["run"].get("stopped"))})
-        print_size_table(n, res["rows"], run, res["_cores"], res["_bootstrap"])
+        print_size_table(n, res["rows"], run, res["_cores"], res["_bootstrap"], res.get("passes"))
         if res.get("completion"):
             print_completion(res["completion"])
         print_baselines(n, res)
