@@ -2,8 +2,8 @@
 job, then resumed, ends with the same outputs as an uninterrupted run.
 
 The largest job was picked by measurement: in the benchmark files of default runs
-``estimate_survival[clone_censor_weight]`` (200 bootstrap replicates) takes 15-43 s, every other
-job at most 11 s.  The test starts the crash run at once (in parallel with the uninterrupted run
+``estimate_survival[clone_censor_weight]`` (200 bootstrap replicates) takes 5-43 s depending on the
+machine's load, every other job less than half of it.  The test starts the crash run at once (in parallel with the uninterrupted run
 that another test may be building) and asserts at the end, on the uninterrupted run's benchmark
 files, that the killed job is still the largest.  After the kill Snakemake's lock is stale; the first rerun refuses with
 a message that says to run ``snakemake --unlock`` (asserted: that is what the user sees), then
@@ -54,7 +54,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path_factory, tmp_path):
     # what the user sees on the next run: a stale lock, and what to do about it
     locked = flow.snakemake(check=False)
     assert locked.returncode != 0
-    assert "--unlock" in locked.stdout + locked.stderr
+    assert "--unlock" in locked.stdout + locked.stderr, locked.stderr[-4000:]
     flow.snakemake("--unlock")
     with environment(SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH):
         resumed = flow.snakemake(timeout=1500)
@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path_factory, tmp_path):
 
     clean = clean_run(tmp_path_factory, "clean-a")
     seconds = benchmark_seconds(clean)
-    assert max(seconds, key=seconds.get) == job and seconds[job] >= 6, f"update LARGEST_JOB: {seconds}"
+    assert max(seconds, key=seconds.get) == job and seconds[job] >= 4, f"update LARGEST_JOB: {seconds}"
 
     assert temporary_files(flow.root) == []
     ours, theirs = output_hashes(flow.root), output_hashes(clean)

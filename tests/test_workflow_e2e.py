@@ -100,3 +100,12 @@ def test_pseudonymised_run_gives_the_same_cohort_without_hospital_ids(tmp_path, 
     monkeypatch.delenv("HDANK_ID_KEY")
     proc = flow.snakemake("--dry-run", check=False)
     assert proc.returncode != 0 and "HDANK_ID_KEY is not set" in proc.stdout + proc.stderr
+
+
+def test_plain_snakemake_applies_the_default_profile(tmp_path):
+    """`snakemake` in the repository uses workflow/profiles/default (via the top-level `profiles`
+    link: Snakemake looks for profiles/default next to the Snakefile), so rerun-incomplete and the
+    rerun triggers hold for a user who types only `snakemake --cores 4`."""
+    flow = Workflow.copy(tmp_path / "flow")
+    dry = flow.snakemake("--dry-run")
+    assert "Using workflow specific profile profiles/default" in dry.stdout + dry.stderr

@@ -16,7 +16,7 @@ from hdank.settings import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-COPY = ["Snakefile", "workflow", "scripts", "config", "resources", "validation"]
+COPY = ["Snakefile", "profiles", "workflow", "scripts", "config", "resources", "validation"]
 
 
 @dataclass
@@ -30,7 +30,9 @@ class Workflow:
         dest.mkdir(parents=True, exist_ok=True)
         for name in COPY:
             src = ROOT / name
-            if src.is_dir():
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dest / name)
+            elif src.is_dir():
                 shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
             elif src.exists():
                 shutil.copy2(src, dest / name)
