@@ -176,3 +176,50 @@ def test_logrank_by_hand():
     assert res.table["expected"].iloc[0] == pytest.approx(e0)
     assert res.chisq == pytest.approx((o0 - e0) ** 2 / v)
     assert res.df == 1
+
+
+def _finite_difference_influence(fit_args, w, cl, horizon, h=1e-6):
+    """sum over rows of cluster k of w_i dS(horizon)/dw_i, by forward differences."""
+    s0 = KaplanMeier().fit(weights=w, robust=False, **fit_args).survival_at(horizon)[0]
+    fd = np.zeros(cl.max() + 1)
+    for i in range(w.size):
+        w2 = w.copy()
+        w2[i] += h
+        s1 = KaplanMeier().fit(weights=w2, robust=False, **fit_args).survival_at(horizon)[0]
+        fd[cl[i]] += w[i] * (s1 - s0) / h
+    return fd
+
+
+@pytest.mark.parametrize("horizon", [0.5, 3.0, 4.5, 9.0])
+def test_influence_with_late_entry_is_the_weight_derivative(horizon):
+    """Counting-process rows (entry, stop]: the closed-form influence equals finite differences,
+    before the first event, between event times, and past the last one."""
+    rng = np.random.default_rng(11)
+    n = 36
+    entry = rng.choice([0.0, 0.0, 1.0, 2.5], n)
+    stop = entry + rng.integers(1, 7, n)
+    event = rng.binomial(1, 0.5, n)
+    w = rng.uniform(0.5, 2, n)
+    cl = np.arange(n) // 2
+    args = dict(time=stop, event=event, entry=entry)
+    km = KaplanMeier().fit(weights=w, cluster=cl, **args)
+    fd = _finite_difference_influence(args, w, cl, horizon)
+    infl = km.influence_at(horizon).to_numpy()
+    np.testing.assert_allclose(infl, fd, rtol=0, atol=1e-6)
+    s, se_log = km.survival_at(horizon)  # the fit's SE comes from the survfitkm.c recursion
+    assert math.sqrt(np.sum(infl ** 2)) == pytest.approx(s * se_log, rel=1e-10, abs=1e-15)
+
+
+def test_influence_when_survival_reaches_zero():
+    """Everyone at risk at t=4 dies, so S(t >= 4) = 0: only that factor has a derivative."""
+    t = np.array([1.0, 2, 2, 3, 4, 4])
+    e = np.array([1, 0, 1, 0, 1, 1])
+    w = np.array([1.0, 1.5, 0.7, 2.0, 1.2, 0.9])
+    cl = np.arange(6)
+    km = KaplanMeier().fit(t, e, weights=w, cluster=cl)
+    assert km.survival_at(4)[0] == 0
+    fd = _finite_difference_influence(dict(time=t, event=e), w, cl, 4.0)
+    np.testing.assert_allclose(km.influence_at(4.0).to_numpy(), fd, rtol=0, atol=1e-6)
+    # and the SE at t = 4 from the influences equals the fit's (survfitkm.c recursion)
+    assert math.sqrt(np.sum(km.influence_at(3.5).to_numpy() ** 2)) == pytest.approx(
+        km.survival_at(3.5)[0] * km.survival_at(3.5)[1], rel=1e-12)

@@ -226,24 +226,21 @@ class KaplanMeier:
             surv = np.cumprod(factor)
             green = np.where(has_event, n_event / (n_risk * (n_risk - n_event)), 0.0)
         if robust:
-            se_surv, inf = self._ij(utimes, has_event, n_risk, n_event, cluster_codes,
-                                    labels.size)
+            se_surv = self._ij(utimes, has_event, n_risk, n_event, cluster_codes, labels.size)
             with np.errstate(divide="ignore", invalid="ignore"):
                 se_log = np.where(se_surv == 0, 0.0, se_surv / surv)
-            self._inf = inf
-            self._cluster_labels = labels
+            self._cluster_codes, self._cluster_labels = cluster_codes, labels
             self.variance_ = "ij"
         else:
             se_log = np.sqrt(np.cumsum(green))
-            self._inf = None
-            self._cluster_labels = None
+            self._cluster_codes = self._cluster_labels = None
             self.variance_ = "greenwood"
+        self._has_event = has_event
         lower, upper = self._ci(surv, se_log)
         self.table_ = pd.DataFrame({
             "time": utimes, "n_risk": n_risk, "n_event": n_event, "n_censor": n_censor,
             "surv": surv, "std_err": se_log, "lower": lower, "upper": upper,
         })
-        self._event_times = utimes[has_event]
         self.n_ = float(time.size)
         return self
 
@@ -262,7 +259,8 @@ class KaplanMeier:
         raise ValueError(f"conf_type must be 'log-log', 'log' or 'plain', not {self.conf_type!r}")
 
     def _ij(self, utimes, has_event, n_risk, n_event, codes, n_clusters):
-        """Infinitesimal jackknife, as survfitkm.c: influence of each cluster on S(t)."""
+        """Infinitesimal jackknife SE of S at every time, as survfitkm.c (the influence vector is
+        updated in place; :meth:`influence_at` gives it at one time in closed form)."""
         time, event, w, entry = self._time, self._event, self._weights, self._entry
         by_stop = np.argsort(time, kind="stable")
         stop_sorted = time[by_stop]
@@ -274,8 +272,6 @@ class KaplanMeier:
             start_sorted = entry[by_start]
             p1 = 0
         inf = np.zeros(n_clusters)
-        store = n_clusters * int(has_event.sum()) <= 20_000_000
-        snapshots = [] if store else None
         se = np.zeros(utimes.size)
         p2 = 0
         km = 1.0
@@ -297,13 +293,10 @@ class KaplanMeier:
                 np.add.at(inf, codes[dead], -km * w[dead] / nr)
                 km *= 1.0 - haz
                 v = float(inf @ inf)
-                if store:
-                    snapshots.append(inf.copy())
             np.add.at(gwt, codes[rows], -w[rows])
             p2 = p2_new
             se[m] = np.sqrt(v)
-        inf_mat = np.vstack(snapshots) if store and snapshots else None
-        return se, inf_mat
+        return se
 
     # ---------------------------------------------------------------- accessors
     def _row_at(self, t: float) -> int:
@@ -330,13 +323,44 @@ class KaplanMeier:
                             variance=self.variance_)
 
     def influence_at(self, t: float) -> pd.Series:
-        """Per-cluster influence ``sum_{i in k} w_i dS(t)/dw_i`` (robust fits only)."""
+        """Per-cluster influence ``sum_{i in k} w_i dS(t)/dw_i`` (robust fits only).
+
+        Closed form, linear in rows: with ``a_m = d_m / (n_m (n_m - d_m))`` summed into
+        ``A(s)`` over event times ``<= s``, row ``i`` at risk on ``(entry_i, stop_i]``
+        contributes ``S(t) w_i [A(min(stop_i, t)) - A(entry_i) - event_i 1(stop_i <= t) /
+        (n - d)(stop_i)]``.  If ``S`` reaches 0 at ``t* <= t`` (everyone at risk dies), only
+        that factor has a non-zero derivative: ``S(t*-) w_i (Y_i(t*) - dN_i(t*)) / n(t*)``.
+        """
         if self.variance_ != "ij":
             raise ValueError("influence_at needs a robust (infinitesimal jackknife) fit")
-        if self._inf is None:
-            raise ValueError("too many clusters x event times to keep the influence matrix")
-        k = int(np.searchsorted(self._event_times, t, side="right")) - 1
-        values = np.zeros(self._cluster_labels.size) if k < 0 else self._inf[k]
+        time, event, w, entry = self._time, self._event, self._weights, self._entry
+        tab = self.table_
+        utimes, n_risk, n_event = (tab[c].to_numpy() for c in ("time", "n_risk", "n_event"))
+        k_t = int(np.searchsorted(utimes, t, side="right"))  # table rows with time <= t
+        stop_row = np.searchsorted(utimes, time)  # exact: every stop time is in the table
+        entry_row = (np.zeros(time.size, dtype=np.intp) if entry is None
+                     else np.searchsorted(utimes, entry, side="right"))
+        died = (event == 1) & self._has_event[stop_row]
+        ev = self._has_event[:k_t]
+        nr, ne = n_risk[:k_t], n_event[:k_t]
+        wiped = np.flatnonzero(ev & (ne >= nr))
+        if wiped.size:  # S(t) = 0: the derivative of the zero factor at t* = utimes[m]
+            m = int(wiped[0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                after = np.prod(np.where(ev[m + 1:], 1.0 - ne[m + 1:] / nr[m + 1:], 1.0))
+            s_before = float(tab["surv"].iloc[m - 1]) if m > 0 else 1.0
+            at_risk = ((entry_row <= m) & (stop_row >= m)).astype(float)
+            per_row = s_before * after * w * (at_risk - (died & (stop_row == m))) / nr[m]
+        else:
+            a = np.where(ev, ne / (nr * (nr - ne)), 0.0)
+            cum = np.concatenate([[0.0], np.cumsum(a)])  # cum[j] = A(utimes[j - 1])
+            own = np.zeros(time.size)
+            dies_by_t = died & (stop_row < k_t)
+            own[dies_by_t] = 1.0 / (nr - ne)[stop_row[dies_by_t]]
+            s_t = float(tab["surv"].iloc[k_t - 1]) if k_t > 0 else 1.0
+            per_row = s_t * w * (cum[np.minimum(stop_row + 1, k_t)] - cum[np.minimum(entry_row, k_t)]
+                                 - own)
+        values = np.bincount(self._cluster_codes, weights=per_row, minlength=self._cluster_labels.size)
         return pd.Series(values, index=pd.Index(self._cluster_labels, name="cluster"))
 
     def n_at_risk(self, t: float) -> float:
