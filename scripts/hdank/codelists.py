@@ -18,6 +18,10 @@ import pandas as pd
 
 from hdank.errors import UserError
 
+#: Text columns of extracts and code lists: Arrow-backed, so that ``.str`` methods on millions
+#: of rows run vectorised in Arrow compute and hold half the memory of Python strings.
+TEXT = pd.StringDtype("pyarrow")
+
 FILES = ("icd10", "loinc", "units", "atc", "support", "pcr_results")
 
 
@@ -36,14 +40,14 @@ class CodeLists:
 
     def concept_of_icd10(self, codes: pd.Series) -> pd.Series:
         """Concept of each ICD-10 code by longest-prefix match; null when unmapped."""
-        clean = codes.astype("string").str.upper().str.replace(".", "", regex=False).str.strip()
+        clean = codes.astype(TEXT).str.upper().str.replace(".", "", regex=False).str.strip()
         table = self.icd10.assign(key=self.icd10["code"].str.upper().str.replace(".", "", regex=False))
-        out = pd.Series(pd.NA, index=codes.index, dtype="string")
+        out = pd.Series(pd.NA, index=codes.index, dtype=TEXT)
         # longest prefixes first so that a specific code wins over its chapter
         for length in sorted(table["key"].str.len().unique(), reverse=True):
             sub = table[table["key"].str.len() == length]
             mapping = dict(zip(sub["key"], sub["concept"]))
-            hit = clean.str.slice(0, int(length)).map(mapping).astype("string")
+            hit = clean.str.slice(0, int(length)).map(mapping).astype(TEXT)
             out = out.fillna(hit)
         return out
 
@@ -51,14 +55,14 @@ class CodeLists:
         """Concept of each code by exact match in ``vocabulary``; null when unmapped."""
         table: pd.DataFrame = getattr(self, vocabulary)
         keys = table["code"].str.strip()
-        values = codes.astype("string").str.strip()
+        values = codes.astype(TEXT).str.strip()
         if case_insensitive:
             keys, values = keys.str.lower(), values.str.lower()
-        return values.map(dict(zip(keys, table["concept"]))).astype("string")
+        return values.map(dict(zip(keys, table["concept"]))).astype(TEXT)
 
     def unit_factor(self, concept: pd.Series, unit: pd.Series) -> pd.Series:
         """Factor converting a value in ``unit`` to the concept's canonical unit; NaN if unknown."""
-        key = concept.astype("string") + "|" + unit.astype("string").str.strip()
+        key = concept.astype(TEXT) + "|" + unit.astype(TEXT).str.strip()
         table = self.units
         mapping = dict(zip(table["concept"] + "|" + table["unit"], table["factor"].astype(float)))
         return key.map(mapping).astype(float)
@@ -73,11 +77,12 @@ class CodeLists:
 
         From the optional ``plausible_min,plausible_max`` columns of ``loinc.csv``.
         """
-        key = loinc.astype("string").str.strip()
+        key = loinc.astype(TEXT).str.strip()
         table = self.loinc.assign(code=self.loinc["code"].str.strip())
-        bounds = [pd.to_numeric(key.map(dict(zip(table["code"], table[col]))), errors="coerce").astype(float)
-                  if col in table.columns
-                  else pd.Series(np.nan, index=loinc.index) for col in ("plausible_min", "plausible_max")]
+        bounds = []
+        for col in ("plausible_min", "plausible_max"):
+            limits = pd.to_numeric(table[col], errors="coerce") if col in table.columns else pd.Series(dtype=float)
+            bounds.append(key.map(dict(zip(table["code"], limits.astype(float)))).astype(float))
         return bounds[0], bounds[1]
 
     def codes_of(self, vocabulary: str, concept: str) -> list[str]:
@@ -103,7 +108,7 @@ def load(directory: str | Path) -> CodeLists:
         path = directory / f"{name}.csv"
         if not path.exists():
             raise CodeListError(f"{path}: code list missing (expected columns {','.join(_REQUIRED[name])})")
-        df = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, dtype=TEXT, keep_default_na=False, na_values=[""])
         missing = [c for c in _REQUIRED[name] if c not in df.columns]
         if missing:
             raise CodeListError(f"{path}: column(s) {', '.join(missing)} missing; found {', '.join(df.columns)}")

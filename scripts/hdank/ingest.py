@@ -29,7 +29,7 @@ import pyarrow as pyarrow
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from hdank.codelists import CodeLists
+from hdank.codelists import TEXT, CodeLists
 from hdank.errors import UserError
 from hdank.contract import CONTRACT, Table
 
@@ -114,7 +114,7 @@ def read_extract(path: str | Path, spec: Table) -> tuple[pd.DataFrame, list[str]
             raise ContractError(_csv_problem(path, exc)) from None
         except (OSError, EOFError) as exc:
             raise ContractError(_unreadable(path, exc)) from None
-        df = table.to_pandas(types_mapper={pyarrow.string(): pd.StringDtype()}.get)
+        df = table.to_pandas(types_mapper={pyarrow.string(): TEXT}.get)
         df.insert(0, "row", np.arange(2, len(df) + 2, dtype=np.int64))
     if df.empty:
         raise ContractError(f"{path}: no data rows, only the header (line 1); the extract of table "
@@ -245,7 +245,7 @@ def _as_text(column: pyarrow.ChunkedArray, kind: str) -> pd.Series:
 
     if pyarrow.types.is_timestamp(column.type) or pyarrow.types.is_date(column.type):
         column = pc.strftime(column, format="%Y-%m-%d" if kind == "date" else "%Y-%m-%dT%H:%M:%S")
-    return column.cast(pyarrow.string()).to_pandas(types_mapper={pyarrow.string(): pd.StringDtype()}.get)
+    return column.cast(pyarrow.string()).to_pandas(types_mapper={pyarrow.string(): TEXT}.get)
 
 
 # --------------------------------------------------------------------------------------- parse
@@ -255,13 +255,13 @@ def parse(raw: pd.DataFrame, spec: Table, path: str | Path) -> tuple[pd.DataFram
     Returns the typed frame (same index) and the first quarantine reason per row (null if
     none).  Keys that are empty or not positive integers stop the run.
     """
-    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
+    reason = pd.Series(pd.NA, index=raw.index, dtype=TEXT)
     typed = pd.DataFrame(index=raw.index)
     typed["row"] = raw["row"]
     for col in spec.columns:
         text = raw[col.name].str.strip()
         if col.kind == "id":
-            bad = ~text.fillna("").str.fullmatch(_ID)
+            bad = ~text.fillna("").str.fullmatch(_ID.pattern)
             if bad.any():
                 sample = ", ".join(repr(v) for v in raw.loc[bad, col.name].iloc[:SHOW_ROWS].fillna("<empty>"))
                 raise ContractError(
@@ -269,14 +269,14 @@ def parse(raw: pd.DataFrame, spec: Table, path: str | Path) -> tuple[pd.DataFram
                     f"{_rows(raw.loc[bad, 'row'])} hold {sample}.")
             typed[col.name] = text.astype("int64")
         elif col.kind == "timestamp":
-            ok = text.str.fullmatch(_TS).fillna(False)
-            tz = text.str.fullmatch(_TS_TZ).fillna(False)
+            ok = text.str.fullmatch(_TS.pattern).fillna(False)
+            tz = text.str.fullmatch(_TS_TZ.pattern).fillna(False)
             values = pd.to_datetime(text.where(ok), format="ISO8601", errors="coerce")
             reason = _first(reason, tz, "timestamp_with_time_zone")
             reason = _first(reason, text.notna() & ~tz & values.isna(), "unparsable_timestamp")
             typed[col.name] = values.astype("datetime64[s]")
         elif col.kind == "date":
-            ok = text.str.fullmatch(_DATE).fillna(False)
+            ok = text.str.fullmatch(_DATE.pattern).fillna(False)
             values = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
             reason = _first(reason, text.notna() & values.isna(), "unparsable_date")
             typed[col.name] = values.astype("datetime64[s]")
@@ -372,14 +372,14 @@ def map_codes(typed: pd.DataFrame, spec: Table, codes: CodeLists, reason: pd.Ser
         unknown = has_unit & typed["value"].notna() & factor.isna()
         reason = _first(reason, unknown, "unknown_unit")
         typed["value"] = typed["value"].where(~has_unit, typed["value"] * factor)
-        typed["unit"] = typed["unit"].where(~has_unit, typed["concept"].map(canonical).astype("string"))
+        typed["unit"] = typed["unit"].where(~has_unit, typed["concept"].map(canonical).astype(TEXT))
         lo, hi = codes.plausible_range(typed["loinc"])  # loinc.csv, canonical unit
         reason = _first(reason, (typed["value"] < lo) | (typed["value"] > hi), "implausible_value")
     elif spec.name == "medications":
         typed["concept"] = codes.concept_of("atc", typed["atc"])
         atc = codes.atc.set_index("code")
         typed["dex_factor"] = typed["atc"].map(atc["factor"].dropna()).astype("float64")
-        expected = typed["atc"].map(atc["unit"].dropna()).astype("string")
+        expected = typed["atc"].map(atc["unit"].dropna()).astype(TEXT)
         bad_unit = typed["concept"].notna() & expected.notna() & (typed["dose_unit"] != expected)
         reason = _first(reason, bad_unit, "unknown_unit")
     elif spec.name == "respiratory_support":
@@ -438,7 +438,7 @@ def ingest(path: str | Path, table: str, codes: CodeLists,
 
         for col in (c.name for c in spec.columns if c.kind == "id"):
             typed[col] = keyed_ids(typed[col], id_key)
-            raw[col] = typed[col].astype("string")
+            raw[col] = typed[col].astype(TEXT)
     reason = validate(typed, spec, reason)
     typed, reason = map_codes(typed, spec, codes, reason)
     if parent_keys is not None and spec.parent:
@@ -447,7 +447,7 @@ def ingest(path: str | Path, table: str, codes: CodeLists,
 
     bad = reason.notna()
     quarantine = raw.loc[bad].copy()
-    quarantine["reason"] = reason[bad].astype("string")
+    quarantine["reason"] = reason[bad].astype(TEXT)
     keep = typed.loc[~bad]
     sort = [spec.primary_key] if spec.primary_key else [spec.parent[1], spec.columns[1].name]
     keep = keep.sort_values(sort + ["row"], kind="stable").reset_index(drop=True)
@@ -489,6 +489,6 @@ def ingest_file(raw: str, table: str, codelists_dir: str, parent: str | None,
         id_key = key_from_env()
     result = ingest(raw, table, codelists.load(codelists_dir), parent_keys, id_key)
     io.write_parquet(to_arrow(result.typed, spec), typed_out)
-    io.write_parquet(result.quarantine.astype({c: "string" for c in spec.names}), quarantine_out)
+    io.write_parquet(result.quarantine.astype({c: TEXT for c in spec.names}), quarantine_out)
     io.write_json(result.counts, counts_out)
     logging.getLogger(__name__).info("%s: %s", table, result.counts)
