@@ -4,4 +4,4 @@ from hdank.survival_stage import analysis_files
 tables = {name: snakemake.input[name] for name in ("cohort", "extended", "matched", "ps", "matched_complete_case")
           if name in snakemake.input.keys()}
 run(snakemake, analysis_files, name=snakemake.wildcards.analysis, tables=tables, **snakemake.params.analysis,
-    estimate_out=snakemake.output.estimate, km_out=snakemake.output.km, ph_out=snakemake.output.ph)
+    workers=snakemake.threads, estimate_out=snakemake.output.estimate, km_out=snakemake.output.km, ph_out=snakemake.output.ph)

@@ -138,3 +138,27 @@ def test_weight_grid_bounds_rows_and_stays_close_to_the_exact_weights():
     assert len(daily.rows) <= 2 * n * 29 < len(exact.rows)  # grid rows do not grow with start times
     assert abs(daily.risk_difference - exact.risk_difference) < 0.02
     assert abs(daily.log_hr - exact.log_hr) < 0.05
+
+
+def test_bootstrap_does_not_depend_on_the_number_of_workers():
+    """Each replicate has its own seed (SeedSequence.spawn): 1 or 3 processes, same replicates."""
+    df, x = _sim()
+    one = clone_censor_weight(df, x, G, 28, n_boot=7, seed=5)
+    three = clone_censor_weight(df, x, G, 28, n_boot=7, seed=5, workers=3)
+    pd.testing.assert_frame_equal(one["boot"], three["boot"])
+    assert one["ci"] == three["ci"]
+
+
+def test_grid_cuts_stop_after_the_last_start_time(monkeypatch):
+    """B-clone weights are constant after the last start, so cutting the grid there gives the
+    same estimates (1e-12) with fewer rows than cutting on the whole grid up to the horizon."""
+    import hdank.ccw as ccw
+    df, x = _sim()
+    short = ccw_estimate(df, x, G, 28, grid=0.5)
+    last = ccw_weights(df.reset_index(drop=True), x, G)["haz_times"].max()
+    assert short.rows.loc[short.rows["a"] == 0, "start"].max() < last + 0.5
+    monkeypatch.setattr(ccw, "_b_cuts", lambda haz_times, horizon, grid: np.arange(grid, horizon, grid))
+    full = ccw_estimate(df, x, G, 28, grid=0.5)
+    assert len(full.rows) > len(short.rows)
+    for name in ("risk_a", "risk_b", "log_hr", "hr_robust_se"):
+        assert getattr(short, name) == pytest.approx(getattr(full, name), rel=1e-12, abs=1e-12)

@@ -400,13 +400,13 @@ def clone_censor_weight_analysis(extended: pd.DataFrame, *, covariates: list[str
                                  log_transform: tuple[str, ...] | list[str] = (), min_missing: int = 1,
                                  grace_days: float, horizon: float, at_risk_days: list[float],
                                  bootstrap: int = 200, seed: int = 4242, weight_grid_days: float | None = None,
-                                 name: str = "clone_censor_weight"):
+                                 workers: int = 1, name: str = "clone_censor_weight"):
     """Clone-censor-weight emulation of the target trial (see :mod:`hdank.ccw`)."""
     df = _require(extended, "extended", name,
                   ["patient_id", "time", "event", "anakinra_start_day"]).reset_index(drop=True)
     Xc, _ = covariate_design(df, covariates, log_transform, min_missing)
     res = clone_censor_weight(df, Xc.to_numpy(float), grace_days, horizon, n_boot=bootstrap,
-                              seed=seed, grid=weight_grid_days)
+                              seed=seed, grid=weight_grid_days, workers=workers)
     est = res["estimate"]
     hr = math.exp(est.log_hr)
     se = res["se_log_hr"]
@@ -480,7 +480,7 @@ def _run_ccw(s, **k):
         k["extended"], covariates=k["covariates"], grace_days=k["grace_days"],
         log_transform=k["log_transform"], min_missing=k["min_missing"], horizon=k["horizon"], at_risk_days=k["at_risk_days"],
         bootstrap=int(s.get("bootstrap", 200)), seed=int(s.get("seed", 4242)),
-        weight_grid_days=s.get("weight_grid_days"))
+        weight_grid_days=s.get("weight_grid_days"), workers=k["workers"])
 
 
 #: Analysis name (config key) -> runner.
@@ -504,7 +504,7 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
                  covariates: list[str] | None = None, log_transform: list[str] | None = None,
                  min_missing: int = 1,
                  grace_days: float | None = None, horizon: float = 28.0, at_risk_days: list[float] | None = None,
-                 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+                 workers: int = 1) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Run one analysis by its config name.
 
     Parameters
@@ -527,6 +527,8 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
         Risk horizon in days.
     at_risk_days : list of float, optional
         Days of the at-risk table (default 0, 7, 14, 21, 28).
+    workers : int
+        Processes for a bootstrap (clone-censor-weight); the result does not depend on it.
 
     Returns
     -------
@@ -547,7 +549,7 @@ def run_analysis(name: str, settings: dict, *, cohort: pd.DataFrame | None = Non
                                  covariates=list(covariates or []),
                                  log_transform=list(log_transform or []), min_missing=int(min_missing),
                                  grace_days=grace_days,
-                                 horizon=float(horizon), at_risk_days=days)
+                                 horizon=float(horizon), at_risk_days=days, workers=int(workers))
     row = {c: row.get(c, NAN) for c in ESTIMATE_COLUMNS}
     for c in ESTIMATE_COLUMNS:
         if c in ("n", "events_treated", "events_control"):

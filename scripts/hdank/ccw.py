@@ -32,7 +32,9 @@ weight models refitted in every replicate), seeded.
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,6 +188,15 @@ def split_clones(clones: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
     return out
 
 
+def _b_cuts(haz_times: np.ndarray, horizon: float, grid: float | None) -> np.ndarray:
+    """Where B clones are split: at every start time (``grid=None``), or on the grid up to the
+    first grid point at or after the last start time (the weight is constant after it, so
+    further cuts would only repeat rows with the same weight)."""
+    if grid is None or haz_times.size == 0:
+        return haz_times
+    return np.arange(grid, min(horizon, haz_times.max() + grid), grid)
+
+
 def _weight_rows(rows: pd.DataFrame, model: dict, grace: float) -> np.ndarray:
     r = rows["row"].to_numpy()
     stop = rows["stop"].to_numpy(float)
@@ -254,8 +265,8 @@ def ccw_estimate(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, 
     # split where the weights change: A clones at G, B clones at the start times
     is_a = clones["a"] == 1
     rows = pd.concat([split_clones(clones[is_a], np.array([grace])),
-                      split_clones(clones[~is_a], model["haz_times"] if grid is None
-                                   else np.arange(grid, horizon, grid))], ignore_index=True)
+                      split_clones(clones[~is_a], _b_cuts(model["haz_times"], horizon, grid))],
+                     ignore_index=True)
     rows["weight"] = _weight_rows(rows, model, grace)
     rows = rows[rows["weight"] > 0]
     km = {}
@@ -287,9 +298,12 @@ def ccw_estimate(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, 
 
 
 def clone_censor_weight(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, *,
-                        n_boot: int = 200, seed: int = 4242,
-                        conf_level: float = 0.95, grid: float | None = None) -> dict:
+                        n_boot: int = 200, seed: int = 4242, conf_level: float = 0.95,
+                        grid: float | None = None, workers: int = 1) -> dict:
     """Clone-censor-weight estimate with a percentile bootstrap over patients.
+
+    Replicate ``b`` draws its patients from its own generator (``SeedSequence(seed).spawn``),
+    so the replicates, and the CI, are the same whatever the number of ``workers`` (processes).
 
     Returns
     -------
@@ -301,17 +315,19 @@ def clone_censor_weight(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: 
     df = df.reset_index(drop=True)
     X = np.asarray(X, float)
     est = ccw_estimate(df, X, grace, horizon, grid=grid)
-    rng = np.random.default_rng(seed)
-    n = len(df)
-    reps = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        try:
-            r = ccw_estimate(df.iloc[idx], X[idx], grace, horizon, cluster=np.arange(n),
-                             variance=False, grid=grid)
-            reps.append((r.risk_a, r.risk_b, r.risk_difference, r.log_hr))
-        except (ValueError, np.linalg.LinAlgError):
-            reps.append((np.nan,) * 4)
+    seeds = np.random.SeedSequence(seed).spawn(n_boot)
+    workers = max(1, min(int(workers), n_boot))
+    if workers == 1:
+        reps = _replicates(df, X, grace, horizon, grid, seeds)
+    else:
+        chunks = [seeds[i::workers] for i in range(workers)]
+        # fork: the workers inherit the modules (spawn/forkserver would re-run the calling
+        # script, e.g. a Snakemake script, as their __main__)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_replicates, *zip(*[(df, X, grace, horizon, grid, c) for c in chunks])))
+        reps = [None] * n_boot
+        for i, part in enumerate(parts):
+            reps[i::workers] = part
     boot = pd.DataFrame(reps, columns=["risk_a", "risk_b", "risk_difference", "log_hr"])
     ok = boot.dropna()
     lo_q, hi_q = (1 - conf_level) / 2, 1 - (1 - conf_level) / 2
@@ -323,3 +339,19 @@ def clone_censor_weight(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: 
     return {"estimate": est, "boot": boot, "ci": ci,
             "se_log_hr": float(ok["log_hr"].std(ddof=1)) if len(ok) > 1 else float("nan"),
             "n_boot_ok": int(len(ok))}
+
+
+def _replicates(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, grid: float | None,
+                seeds: list[np.random.SeedSequence]) -> list[tuple]:
+    """Bootstrap replicates (resampled patients, weight models refitted), one per seed."""
+    n = len(df)
+    out = []
+    for s in seeds:
+        idx = np.random.default_rng(s).integers(0, n, n)
+        try:
+            r = ccw_estimate(df.iloc[idx], X[idx], grace, horizon, cluster=np.arange(n),
+                             variance=False, grid=grid)
+            out.append((r.risk_a, r.risk_b, r.risk_difference, r.log_hr))
+        except (ValueError, np.linalg.LinAlgError):
+            out.append((np.nan,) * 4)
+    return out

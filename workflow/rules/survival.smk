@@ -25,6 +25,8 @@ rule estimate_survival:
         analysis="|".join(ANALYSES),
     conda:
         CONDA_ENV
+    # the clone-censor-weight bootstrap runs its replicates in parallel processes
+    threads: lambda w: 4 if w.analysis == "clone_censor_weight" else 1
     resources:
         mem_mb=2000,
         runtime=30,
