@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest as ingest_bench  # noqa: E402  (benchmarks/ingest.py)
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-COPY = ["Snakefile", "workflow", "scripts", "config", "resources"]
+COPY = ["Snakefile", "profiles", "workflow", "scripts", "config", "resources"]
 TARGETS = {"total_1m_s": 600.0, "job_mem_mib": 8 * 1024, "cold_2k_s": 40.0, "noop_ratio": 1.5}
 MIN_AVAILABLE_MIB = 2048  # stop before the machine (shared with others) runs out of memory
 TSV_COLUMNS = ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
@@ -97,7 +97,9 @@ def make_scratch(dest: Path, n: int, bootstrap: int) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in COPY:
         src = ROOT / name
-        if src.is_dir():
+        if src.is_symlink():  # profiles -> workflow/profiles (the default profile, as for users)
+            os.symlink(os.readlink(src), dest / name)
+        elif src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, dest / name)
