@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from hdank.cox import CoxPH
 from hdank.km import KaplanMeier
@@ -346,12 +347,15 @@ def _replicates(df: pd.DataFrame, X: np.ndarray, grace: float, horizon: float, g
     """Bootstrap replicates (resampled patients, weight models refitted), one per seed."""
     n = len(df)
     out = []
-    for s in seeds:
-        idx = np.random.default_rng(s).integers(0, n, n)
-        try:
-            r = ccw_estimate(df.iloc[idx], X[idx], grace, horizon, cluster=np.arange(n),
-                             variance=False, grid=grid)
-            out.append((r.risk_a, r.risk_b, r.risk_difference, r.log_hr))
-        except (ValueError, np.linalg.LinAlgError):
-            out.append((np.nan,) * 4)
+    # one BLAS thread: the replicates' matrices are small, and parallelism comes from the
+    # worker processes (BLAS threads in every worker would oversubscribe the cores)
+    with threadpool_limits(1):
+        for s in seeds:
+            idx = np.random.default_rng(s).integers(0, n, n)
+            try:
+                r = ccw_estimate(df.iloc[idx], X[idx], grace, horizon, cluster=np.arange(n),
+                                 variance=False, grid=grid)
+                out.append((r.risk_a, r.risk_b, r.risk_difference, r.log_hr))
+            except (ValueError, np.linalg.LinAlgError):
+                out.append((np.nan,) * 4)
     return out
