@@ -181,6 +181,12 @@ class Monitor:
                 except psutil.Error:
                     continue
                 ident = job_of_script(script) if script else None
+                try:  # a job's worker processes (forked, same command line) belong to the job
+                    if any(a.pid in self.jobs for a in p.parents()):
+                        ident = None
+                        script = None
+                except psutil.Error:
+                    continue
                 if ident is None:
                     if script is None:
                         self.ignored.add(p.pid)

@@ -2,8 +2,8 @@
 job, then resumed, ends with the same outputs as an uninterrupted run.
 
 The largest job was picked by measurement: in the benchmark files of default runs
-``estimate_survival[clone_censor_weight]`` (200 bootstrap replicates) takes 5-43 s depending on the
-machine's load, every other job less than half of it.  The test starts the crash run at once (in parallel with the uninterrupted run
+``estimate_survival[clone_censor_weight]`` (200 bootstrap replicates in 2 processes) takes 3-5 s,
+every other job at most half of it; the run is killed 0.5 s after that job opened its log.  The test starts the crash run at once (in parallel with the uninterrupted run
 that another test may be building) and asserts at the end, on the uninterrupted run's benchmark
 files, that the killed job is still the largest.  After the kill Snakemake's lock is stale; the first rerun refuses with
 a message that says to run ``snakemake --unlock`` (asserted: that is what the user sees), then
@@ -44,7 +44,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path_factory, tmp_path):
                 assert proc.poll() is None, (tmp_path / "killed_run.txt").read_text()[-3000:]
                 assert time.monotonic() < deadline, "the largest job never started"
                 time.sleep(0.1)
-            time.sleep(3.0)
+            time.sleep(0.5)
             assert proc.poll() is None and not bench.exists(), "the job should still be running"
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path_factory, tmp_path):
 
     clean = clean_run(tmp_path_factory, "clean-a")
     seconds = benchmark_seconds(clean)
-    assert max(seconds, key=seconds.get) == job and seconds[job] >= 4, f"update LARGEST_JOB: {seconds}"
+    assert max(seconds, key=seconds.get) == job and seconds[job] >= 2, f"update LARGEST_JOB: {seconds}"
 
     assert temporary_files(flow.root) == []
     ours, theirs = output_hashes(flow.root), output_hashes(clean)

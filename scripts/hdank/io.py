@@ -75,3 +75,22 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (pd.Timestamp,)):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def data_mb(path: str | os.PathLike) -> float:
+    """Size in MB of the data a file holds once decompressed (what a job's memory grows with).
+
+    CSV: the file size; gzip: the trailer's ISIZE (size mod 4 GiB), at least 5x the compressed
+    size; Parquet: the row groups' uncompressed size.  A missing file raises FileNotFoundError
+    (Snakemake then evaluates a resource that uses it once the file exists).
+    """
+    size = os.stat(path).st_size
+    name = os.fspath(path)
+    if name.endswith(".gz"):
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            size = max(int.from_bytes(fh.read(4), "little"), 5 * size)
+    elif name.endswith(".parquet"):
+        meta = pq.ParquetFile(path).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return size / 1e6

@@ -16,7 +16,7 @@ rule build_cohort:
     conda:
         CONDA_ENV
     resources:
-        mem_mb=6000,
+        mem_mb=mem_mb(500, 17),
         runtime=30,
     params:
         study=config["study"],

@@ -4,6 +4,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from hdank import settings
+from hdank.io import data_mb
 from hdank.errors import UserError
 from hdank.contract import TABLES, CONTRACT, extract_path
 from hdank.codelists import FILES as CODELIST_FILES
@@ -29,6 +30,19 @@ def lib(*modules):
         f"{LIB}/{module}.py"
         for module in ("__init__", "io", "errors", "adapter") + modules
     ]
+
+
+def mem_mb(base, per_mb):
+    """Memory request (MB) of a job: ``base`` + ``per_mb`` x MB of data in its inputs
+    (decompressed; hdank.io.data_mb).  ``per_mb`` may be a function of (wildcards, threads).
+    Evaluated once the inputs exist.  Factors from benchmarks/run.py at 1,000,000 admissions
+    (README "Scale"); override with --set-resources RULE:mem_mb=N."""
+
+    def request(wildcards, input, threads):
+        per = per_mb(wildcards, threads) if callable(per_mb) else per_mb
+        return int(base + per * sum(data_mb(f) for f in input))
+
+    return request
 
 
 def codelist_files():

@@ -18,7 +18,7 @@ rule ingest_table:
     conda:
         CONDA_ENV
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb(500, 10),
         runtime=30,
     params:
         pseudonymise=config["privacy"]["pseudonymise_ids"],

@@ -25,10 +25,17 @@ rule estimate_survival:
         analysis="|".join(ANALYSES),
     conda:
         CONDA_ENV
-    # the clone-censor-weight bootstrap runs its replicates in parallel processes
-    threads: lambda w: 4 if w.analysis == "clone_censor_weight" else 1
+    # the clone-censor-weight bootstrap runs its replicates in this many processes (2: fits a
+    # 2-CPU SLURM node; more with --set-threads estimate_survival=N, for every analysis)
+    threads: lambda w: 2 if w.analysis == "clone_censor_weight" else 1
     resources:
-        mem_mb=2000,
+        # CCW: the main process and each bootstrap worker hold the split clones
+        mem_mb=mem_mb(
+            1000,
+            lambda w, threads: (
+                400 + 150 * threads if w.analysis == "clone_censor_weight" else 60
+            ),
+        ),
         runtime=30,
     params:
         analysis=lambda w: analysis_params(w.analysis),
