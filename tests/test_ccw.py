@@ -162,3 +162,17 @@ def test_grid_cuts_stop_after_the_last_start_time(monkeypatch):
     assert len(full.rows) > len(short.rows)
     for name in ("risk_a", "risk_b", "log_hr", "hr_robust_se"):
         assert getattr(short, name) == pytest.approx(getattr(full, name), rel=1e-12, abs=1e-12)
+
+
+def test_hourly_grid_does_not_split_off_zero_length_rows():
+    """np.arange(1/24, ...) is off by an ulp from times at whole hours (e.g. 300/1440 days); a
+    clone ending there must not get a row of length 1e-17 (the fits would reject it)."""
+    grid = 1 / 24
+    cuts = np.arange(grid, 7, grid)
+    t_hour = 300 / 1440  # 5 hours
+    assert cuts[4] != t_hour and abs(cuts[4] - t_hour) < 1e-15
+    clones = pd.DataFrame({"row": [0, 1], "time": [t_hour, 1.0], "event": [1, 0]})
+    rows = split_clones(clones, cuts)
+    assert (rows["stop"] - rows["start"]).min() > 0.04
+    first = rows[rows["row"] == 0]
+    assert len(first) == 5 and first["stop"].iloc[-1] == t_hour and first["event"].tolist() == [0, 0, 0, 0, 1]

@@ -49,6 +49,10 @@ __all__ = ["make_clones", "ccw_weights", "split_clones", "ccw_estimate", "clone_
 
 ARM_A, ARM_B = "hdank", "soc"
 
+#: Times closer than this (days; 0.09 s) are one time: below the extracts' resolution (minutes),
+#: above the tie tolerance of the survival fits (sqrt(machine epsilon) x time scale).
+_SAME_TIME = 1e-6
+
 
 def make_clones(df: pd.DataFrame, grace: float, *, id_col: str = "patient_id",
                 time_col: str = "time", event_col: str = "event",
@@ -174,7 +178,9 @@ def split_clones(clones: pd.DataFrame, cuts: np.ndarray) -> pd.DataFrame:
     cuts = np.unique(np.asarray(cuts, float))
     cuts = cuts[cuts > 0]
     T = clones["time"].to_numpy(float)
-    k = np.searchsorted(cuts, T, side="left")  # cuts strictly below T
+    # cuts below T; a cut within _SAME_TIME of T (float noise of a grid) would make a row of
+    # zero length, which the survival fits treat as a tie and reject
+    k = np.searchsorted(cuts, T - _SAME_TIME, side="left")
     reps = k + 1
     idx = np.repeat(np.arange(len(clones)), reps)
     first = np.concatenate([[0], np.cumsum(reps)[:-1]])

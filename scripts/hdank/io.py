@@ -1,4 +1,4 @@
-"""Atomic, deterministic file output.
+"""Atomic, deterministic file output, and the data size of an input file (for memory requests).
 
 Every output is written to a temporary name in the same folder and renamed, so an
 interrupted job never leaves a half-written file under the final name.  Parquet files are
