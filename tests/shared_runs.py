@@ -102,13 +102,14 @@ def clean_run(tmp_path_factory, name: str) -> Path:
     return shared(tmp_path_factory, name, build)
 
 
-def benchmark_seconds(root: Path) -> dict[str, float]:
-    """Wall time of every job of a finished run, by benchmark path (``rule`` or ``rule/wildcard``)."""
+def benchmark_seconds(root: Path, column: str = "s") -> dict[str, float]:
+    """Wall time (or another column of Snakemake's benchmark TSV, e.g. ``cpu_time``) of every job
+    of a finished run, by benchmark path (``rule`` or ``rule/wildcard``)."""
     import csv
 
     out = {}
     bench = root / "results" / "benchmarks"
     for path in sorted(bench.rglob("*.tsv")):
         with open(path, newline="") as fh:
-            out[path.relative_to(bench).with_suffix("").as_posix()] = float(next(csv.DictReader(fh, delimiter="\t"))["s"])
+            out[path.relative_to(bench).with_suffix("").as_posix()] = float(next(csv.DictReader(fh, delimiter="\t"))[column])
     return out
