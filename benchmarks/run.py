@@ -178,15 +178,14 @@ class Monitor:
                 try:
                     script = next((a for a in p.cmdline() if "/.snakemake/scripts/" in a and a.endswith(".py")), None)
                     created = p.create_time()
+                    # a job's worker processes (forked, same command line) belong to the job
+                    forked = script is not None and any(a.pid in self.jobs for a in p.parents())
                 except psutil.Error:
+                    continue
+                if forked:
+                    self.ignored.add(p.pid)
                     continue
                 ident = job_of_script(script) if script else None
-                try:  # a job's worker processes (forked, same command line) belong to the job
-                    if any(a.pid in self.jobs for a in p.parents()):
-                        ident = None
-                        script = None
-                except psutil.Error:
-                    continue
                 if ident is None:
                     if script is None:
                         self.ignored.add(p.pid)
