@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 4
 
-.PHONY: run test setup lock check config-reference clean
+.PHONY: run test setup lock check config-reference benchmark clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# Whole workflow at 2,000 / 100,000 / 1,000,000 admissions, per-stage table (about 10 min here);
+# options after BENCH_ARGS, e.g. make benchmark BENCH_ARGS="--sizes 2000 100000".
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # Contract check of a site's extracts, nothing else: make check EXTRACTS=/data/export [FORMAT=csv.gz]
 # [CONFIG="config/config.yaml site.yaml"]. Writes results/check/contract_check.{html,txt}; exit 1 if
